@@ -1,0 +1,32 @@
+# Convenience targets; scripts/test.sh is what CI runs.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test run bench fuzz deps lint clean
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
+
+test:
+	bash scripts/test.sh
+
+deps:
+	bash scripts/deps.sh
+
+lint:
+	gofmt -l . | (! grep .)
+	go vet ./...
+	go tool staticcheck ./...
+
+run:
+	go run ./cmd/calcserver -port 8080
+
+bench:
+	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/server
+
+fuzz:
+	go test -fuzz FuzzParse -fuzztime 30s ./internal/config
+	go test -fuzz FuzzInputKey -fuzztime 30s ./internal/server
+
+clean:
+	rm -rf bin

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+)
+
+// The end-to-end tests build the real binary and talk to it over loopback.
+
+var binOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "calcserver-e2e-")
+		if err != nil {
+			binOnce.err = err
+			return
+		}
+		binOnce.path = filepath.Join(dir, "calcserver")
+		out, err := exec.Command("go", "build", "-race", "-o", binOnce.path, ".").CombinedOutput()
+		if err != nil {
+			binOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binOnce.err != nil {
+		t.Fatal(binOnce.err)
+	}
+	return binOnce.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binOnce.path != "" {
+		os.RemoveAll(filepath.Dir(binOnce.path))
+	}
+	os.Exit(code)
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	base    string
+	logPath string
+	stderr  *strings.Builder
+	done    chan struct{} // closed when the process has exited
+	err     error         // its Wait result, valid once done is closed
+}
+
+var portRE = regexp.MustCompile(`msg="calcserver started".* port=(\d+)`)
+
+// start runs calcserver with a server.ini made of ini plus a log file and port 0,
+// and waits until its startup line names the port.
+func start(t *testing.T, ini string, args ...string) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "calcserver.log")
+	cfg := filepath.Join(dir, "server.ini")
+	ini = fmt.Sprintf("\"LogLocation\" = %q\nPort = 0\n%s", dir+"/", ini)
+	if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{logPath: logPath, stderr: &strings.Builder{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binary(t), append([]string{"-config", cfg}, args...)...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logPath)
+		if m := portRE.FindSubmatch(b); m != nil {
+			p.base = "http://127.0.0.1:" + string(m[1])
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("calcserver exited: %v\n%s", p.err, p.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("calcserver did not log its startup line within 20s; stderr:\n%s", p.stderr)
+	return nil
+}
+
+type answer struct {
+	code   int
+	cache  string
+	body   string
+	header http.Header
+	took   time.Duration
+}
+
+func (p *proc) get(t *testing.T, method, path string) answer {
+	t.Helper()
+	req, _ := http.NewRequest(method, p.base+path, nil)
+	begin := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header.Get("X-Cache"), string(b), resp.Header, time.Since(begin)}
+}
+
+var tokenRE = regexp.MustCompile(`^ey[0-9A-Za-z]{230,280}$`)
+
+func TestEndToEndCalc(t *testing.T) {
+	p := start(t, "WorkMode = sleep\nWorkTime = 20ms\n")
+
+	for i := range 40 {
+		key := fmt.Sprintf("key-%d-%x", i, i*7919)
+		a := p.get(t, "GET", "/calc?input="+key)
+		if a.code != 200 || !tokenRE.MatchString(a.body) || a.body != string(calc.Body(calc.Token, 1, []byte(key))) {
+			t.Fatalf("key %s: %d %q", key, a.code, a.body)
+		}
+		if again := p.get(t, "GET", "/calc?input="+key); again.cache != "HIT" || again.body != a.body {
+			t.Fatalf("key %s repeated: X-Cache %q, same body %v", key, again.cache, again.body == a.body)
+		}
+	}
+	for _, key := range []string{"testing", "3615-7184-2117", "ddfdf", "SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D"} {
+		if a := p.get(t, "GET", "/calc?input="+key); a.code != 200 || !tokenRE.MatchString(a.body) {
+			t.Errorf("%s: %d %q", key, a.code, a.body)
+		}
+	}
+	if a := p.get(t, "HEAD", "/calc?input=testing"); a.code != 200 || a.body != "" || a.header.Get("Content-Length") != "244" {
+		t.Errorf("HEAD: %d %q length %q", a.code, a.body, a.header.Get("Content-Length"))
+	}
+	if a := p.get(t, "GET", "/calc"); a.code != 400 {
+		t.Errorf("missing key: %d", a.code)
+	}
+	if a := p.get(t, "GET", "/"); a.code != 200 || a.body != "TODO: Create a nice looking homepage." {
+		t.Errorf("GET /: %d %q", a.code, a.body)
+	}
+
+	logs, _ := os.ReadFile(p.logPath)
+	lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
+	access := 0
+	for _, l := range lines {
+		if strings.Contains(l, "msg=access") {
+			access++
+		}
+	}
+	// 40 keys twice, 4 named keys, HEAD, the 400 and GET /.
+	if access != 40*2+4+3 {
+		t.Errorf("%d access lines, want %d", access, 40*2+4+3)
+	}
+	if !strings.Contains(string(logs), `path="/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D"`) &&
+		!strings.Contains(string(logs), `path=/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D`) {
+		t.Errorf("access log lacks the escaped path:\n%s", logs)
+	}
+	if !strings.Contains(lines[0], "WorkMode=sleep") || !strings.Contains(lines[0], "QueueSize=5") {
+		t.Errorf("startup line lacks the effective configuration: %s", lines[0])
+	}
+}
+
+func TestEndToEndQueue(t *testing.T) {
+	p := start(t, "WorkMode = sleep\nWorkTime = 1s\nCores = 2\nQueueSize = 5\n")
+	const n = 15
+	answers := make(chan answer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { answers <- p.get(t, "GET", fmt.Sprintf("/calc?input=burst-%d", i)) })
+	}
+	// And a burst for one key, which must run one job only once the line has room.
+	wg.Wait()
+	close(answers)
+	ok, full := 0, 0
+	for a := range answers {
+		switch {
+		case a.code == 200:
+			ok++
+		case a.code == 503:
+			full++
+			if a.took > 900*time.Millisecond || a.header.Get("Retry-After") != "1" {
+				t.Errorf("503 took %v (must be at once), Retry-After %q", a.took, a.header.Get("Retry-After"))
+			}
+		default:
+			t.Errorf("unexpected answer %d %s", a.code, a.body)
+		}
+	}
+	if ok != 2+5 || full != n-7 {
+		t.Fatalf("%d answered 200 and %d 503; want 7 and %d", ok, full, n-7)
+	}
+
+	same := make(chan answer, 20)
+	for range 20 {
+		wg.Go(func() { same <- p.get(t, "GET", "/calc?input=one-key") })
+	}
+	wg.Wait()
+	close(same)
+	kinds := map[string]int{}
+	for a := range same {
+		kinds[fmt.Sprint(a.code, a.cache)]++
+	}
+	if kinds["200MISS"] != 1 || kinds["200SHARED"]+kinds["200HIT"] != 19 {
+		t.Fatalf("one key burst: %v; want one MISS and 19 SHARED or HIT", kinds)
+	}
+	var h struct {
+		Requests struct{ Served, Hits, Misses, Rejected int }
+	}
+	if err := json.Unmarshal([]byte(p.get(t, "GET", "/healthcheck").body), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Requests.Rejected != n-7 || h.Requests.Served != 7+20 {
+		t.Fatalf("healthcheck counts %+v", h.Requests)
+	}
+	metrics := p.get(t, "GET", "/metrics").body
+	// 7 burst jobs and one for the shared key.
+	if !strings.Contains(metrics, "calcserver_job_duration_seconds_count 8\n") {
+		t.Fatalf("jobs run: want 8\n%s", grep(metrics, "calcserver_job_duration_seconds_count"))
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestEndToEndSIGTERMFinishesTheJobInFlight(t *testing.T) {
+	p := start(t, "WorkMode = sleep\nWorkTime = 1500ms\nShutdownDelay = 200ms\nShutdownTimeout = 10s\n")
+	p.get(t, "GET", "/calc?input=warm")
+	got := make(chan answer, 1)
+	go func() { got <- p.get(t, "GET", "/calc?input=in-flight") }()
+	waitFor(t, p, `"busy":1`)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p, `"status":"draining"`)
+	// After ShutdownDelay: a new miss is refused, a hit is served.
+	time.Sleep(300 * time.Millisecond)
+	if a := p.get(t, "GET", "/calc?input=brand-new"); a.code != 503 {
+		t.Errorf("new miss while draining: %d", a.code)
+	}
+	if a := p.get(t, "GET", "/calc?input=warm"); a.code != 200 || a.cache != "HIT" {
+		t.Errorf("hit while draining: %d %s", a.code, a.cache)
+	}
+	if a := <-got; a.code != 200 || !tokenRE.MatchString(a.body) {
+		t.Fatalf("job in flight answered %d %q", a.code, a.body)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("exit: %v\n%s", p.err, p.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("calcserver did not exit after the drain")
+	}
+	logs, _ := os.ReadFile(p.logPath)
+	if !strings.Contains(string(logs), "shutdown complete") {
+		t.Fatalf("log lacks the shutdown line:\n%s", logs)
+	}
+}
+
+// waitFor polls /healthcheck until its body contains want.
+func waitFor(t *testing.T, p *proc, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if a := p.get(t, "GET", "/healthcheck"); strings.Contains(a.body, want) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("healthcheck never showed %s", want)
+}
+
+func TestEndToEndSIGHUPReopensTheLog(t *testing.T) {
+	p := start(t, "WorkMode = sleep\nWorkTime = 1ms\n")
+	if err := os.Rename(p.logPath, p.logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(p.logPath); err == nil && strings.Contains(string(b), "log file reopened") {
+			p.get(t, "GET", "/calc?input=after-rotate")
+			b, _ = os.ReadFile(p.logPath)
+			if !strings.Contains(string(b), "key=after-rotate") {
+				t.Fatalf("new log lacks the access line:\n%s", b)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("log was not reopened after SIGHUP")
+}
+
+// runCmd runs the binary to completion and returns its exit code and output.
+func runCmd(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("calcserver %v did not exit", args)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+func writeINI(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.ini")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
+	typo := writeINI(t, "# comment\nCores = 1\nProt = 80\n")
+	code, _, stderr := runCmd(t, nil, "-config", typo)
+	if code != 1 || !strings.Contains(stderr, typo+":3") || !strings.Contains(stderr, `"Prot"`) || !strings.Contains(stderr, `did you mean "Port"`) {
+		t.Errorf("typo: exit %d\n%s", code, stderr)
+	}
+	dup := writeINI(t, "QueueSize = 5\n\"QueueSize\" = \"6\"\n")
+	code, _, stderr = runCmd(t, nil, "-config", dup)
+	if code != 1 || !strings.Contains(stderr, "QueueSize") || !strings.Contains(stderr, ":2") {
+		t.Errorf("duplicate: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runCmd(t, nil, "-config", filepath.Join(t.TempDir(), "missing.ini"))
+	if code != 1 || !strings.Contains(stderr, "missing.ini") {
+		t.Errorf("missing file: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runCmd(t, nil, "-config", "s3://bucket/server.ini")
+	if code != 1 || !strings.Contains(stderr, "s3://bucket/server.ini") {
+		t.Errorf("s3 config: exit %d\n%s", code, stderr)
+	}
+	code, _, _ = runCmd(t, nil, "-no-such-flag")
+	if code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+
+	for _, name := range []string{"contest-server.ini", "day1-crlf.ini"} {
+		t.Run("contest file "+name, func(t *testing.T) {
+			path, _ := filepath.Abs(filepath.Join("..", "..", "testdata", name))
+			code, stdout, stderr := runCmd(t, nil, "-check", "-config", path)
+			if code != 0 || !strings.Contains(stderr, "test is successful") {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			if !strings.Contains(stdout, `PgsqlPass = "****"`) || strings.Contains(stdout, "unicorndb\"\nPgsqlDb") {
+				t.Fatalf("secrets not masked:\n%s", stdout)
+			}
+			if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "Pgsql") {
+				t.Fatalf("no warning for the Pgsql keys:\n%s", stderr)
+			}
+		})
+	}
+
+	// CALC_CONFIG is used without -config; flags override the file.
+	cfg := writeINI(t, "Port = 81\nQueueSize = 9\n")
+	code, stdout, _ := runCmd(t, []string{"CALC_CONFIG=" + cfg}, "-check", "-port", "8080", "-memcache-server", "127.0.0.1:11211")
+	if code != 0 || !strings.Contains(stdout, `Port = "8080"`) || !strings.Contains(stdout, `QueueSize = "9"`) ||
+		!strings.Contains(stdout, `MemcacheServers = "127.0.0.1:11211"`) {
+		t.Errorf("CALC_CONFIG with flags: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runCmd(t, nil, "-version")
+	if code != 0 || !strings.HasPrefix(stdout, "calcserver ") {
+		t.Errorf("-version: %d %q", code, stdout)
+	}
+	bad := writeINI(t, "WorkMode = fast\nCores = many\n")
+	code, _, stderr = runCmd(t, nil, "-check", "-config", bad)
+	if code != 1 || !strings.Contains(stderr, "WorkMode") || !strings.Contains(stderr, "Cores") || !strings.Contains(stderr, "test failed") {
+		t.Errorf("bad values: exit %d\n%s", code, stderr)
+	}
+}

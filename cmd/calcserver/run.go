@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/config"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
+	"github.com/unicorn-rentals/unicorn/internal/queue"
+	"github.com/unicorn-rentals/unicorn/internal/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// env is everything run takes from the operating system.
+type env struct {
+	getenv  func(string) string
+	stdout  io.Writer
+	stderr  io.Writer
+	host    string
+	signals <-chan os.Signal
+}
+
+// builtBackends names the cache backends this build has, for config warnings.
+func builtBackends() map[string]bool { return map[string]bool{} }
+
+const usageText = `Usage: calcserver [flags]
+
+Answers GET /calc?input=<key> after a simulated job on a simulated CPU core.
+
+Flags:
+`
+
+// run is calcserver's testable main; it returns the process exit code.
+func run(args []string, e env) int {
+	fs := flag.NewFlagSet("calcserver", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, usageText)
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG, else built-in defaults)")
+	port := fs.Int("port", -1, "listen port, overrides Port (default: Port from the config, 80)")
+	memcache := fs.String("memcache-server", "", "memcached host:port, overrides MemcacheServers")
+	check := fs.Bool("check", false, "validate the configuration, print it with secrets masked, exit 0 if valid or 1")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "calcserver: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(e.stdout, "calcserver %s\n", version)
+		return exitOK
+	}
+	if *port < -1 || *port > 65535 {
+		fmt.Fprintf(e.stderr, "calcserver: -port %d: must be 0..65535\n", *port)
+		return exitUsage
+	}
+	if *memcache != "" {
+		if err := checkHostPort(*memcache); err != nil {
+			fmt.Fprintf(e.stderr, "calcserver: -memcache-server %q: %v\n", *memcache, err)
+			return exitUsage
+		}
+	}
+
+	cfg, err := loadConfig(*configPath, e.getenv)
+	if err == nil {
+		if *port >= 0 {
+			cfg.Port = *port
+		}
+		if *memcache != "" {
+			// The flag of the GameDay variant replaces whatever the file names.
+			cfg.MemcacheServers = []string{*memcache}
+			cfg.MemcacheHost, cfg.MemcachePort = "", 0
+		}
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: configuration error:\n%v\n", indent(err.Error()))
+		if *check {
+			fmt.Fprintf(e.stderr, "calcserver: configuration %s test failed\n", describe(cfg.Source))
+		}
+		return exitRuntime
+	}
+	warnings := cfg.Warnings(builtBackends())
+	if *check {
+		for _, kv := range cfg.Entries() {
+			fmt.Fprintln(e.stdout, kv)
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(e.stderr, "calcserver: warning: %s\n", w)
+		}
+		fmt.Fprintf(e.stderr, "calcserver: configuration %s test is successful\n", describe(cfg.Source))
+		return exitOK
+	}
+	return serve(cfg, warnings, e)
+}
+
+func describe(source string) string {
+	if source == "" {
+		return "(built-in defaults)"
+	}
+	return source
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+func checkHostPort(s string) error {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("missing host")
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q must be 1..65535", p)
+	}
+	return nil
+}
+
+// loadConfig reads the configuration named by -config, else $CALC_CONFIG, else
+// returns the defaults.
+func loadConfig(path string, getenv func(string) string) (config.Config, error) {
+	if path == "" {
+		path = getenv("CALC_CONFIG")
+	}
+	if path == "" {
+		return config.Default(), nil
+	}
+	if strings.HasPrefix(path, "s3://") {
+		return config.Default(), fmt.Errorf("%s: loading the configuration from S3 is not supported by this build yet; copy it first: aws s3 cp %s server.ini", path, path)
+	}
+	return config.Load(path)
+}
+
+// serve runs the server until a SIGTERM or SIGINT has drained it.
+func serve(cfg config.Config, warnings []string, e env) int {
+	var logFile *logging.File
+	var logOut io.Writer = e.stderr
+	if cfg.LogLocation != "" {
+		f, err := logging.OpenFile(cfg.LogLocation)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
+			return exitRuntime
+		}
+		defer f.Close()
+		logFile, logOut = f, f
+	}
+	log, err := logging.New(logOut, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
+		return exitRuntime
+	}
+	mode, err := queue.ParseMode(cfg.WorkMode)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: WorkMode: %v\n", err)
+		return exitRuntime
+	}
+	format, err := calc.ParseFormat(cfg.ResponseFormat)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: ResponseFormat: %v\n", err)
+		return exitRuntime
+	}
+
+	var tiers []cache.Tier
+	if cfg.MemoryCacheSize > 0 {
+		mem := cache.NewMemory(cfg.MemoryCacheSize, cfg.CacheTTL)
+		defer mem.Close()
+		tiers = append(tiers, cache.Tier{Name: "memory", Cache: mem})
+	}
+	chain := cache.NewChain(tiers...)
+
+	o := server.Options{
+		Queue:        queue.Options{Cores: cfg.Cores, QueueSize: cfg.QueueSize, WorkTime: cfg.WorkTime, Mode: mode},
+		Cache:        chain,
+		CalcVersion:  cfg.CalcVersion,
+		Format:       format,
+		CacheTTL:     cfg.CacheTTL,
+		CacheTimeout: cfg.CacheTimeout,
+		DenyPattern:  cfg.DenyPattern,
+		Host:         e.host,
+		Version:      version,
+		Logger:       log,
+	}
+	if logFile != nil {
+		o.LogWriteFailed = logFile.Failed
+	}
+	srv := server.New(o)
+	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
+		log.Error("startup failed", "err", err)
+		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
+		return exitRuntime
+	}
+
+	attrs := []any{"version", version, "port", srv.Port(), "config", describe(cfg.Source), "cache", strings.Join(chain.Names(), ",")}
+	for _, kv := range cfg.Entries() {
+		attrs = append(attrs, kv.Key, kv.Value)
+	}
+	log.Info("calcserver started", attrs...)
+	for _, w := range warnings {
+		log.Warn("configuration", "warning", w)
+	}
+	if logFile != nil {
+		fmt.Fprintf(e.stderr, "calcserver %s listening on :%d, logging to %s\n", version, srv.Port(), logFile.Path())
+	}
+
+	for s := range e.signals {
+		if s == syscall.SIGHUP {
+			if logFile == nil {
+				continue
+			}
+			if err := logFile.Reopen(); err != nil {
+				fmt.Fprintf(e.stderr, "calcserver: reopen log: %v\n", err)
+				log.Error("reopen log failed", "err", err)
+				continue
+			}
+			log.Info("log file reopened", "path", logFile.Path())
+			continue
+		}
+		return shutdown(srv, cfg, log, s, e.signals)
+	}
+	return shutdown(srv, cfg, log, nil, nil)
+}
+
+// shutdown drains the server as DESIGN.md says: /healthcheck 503 at once, everything
+// else served for ShutdownDelay, then no new jobs while running and waiting jobs
+// finish, for at most ShutdownTimeout.
+// A second SIGTERM or SIGINT during ShutdownDelay ends the delay early.
+func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger, sig os.Signal, more <-chan os.Signal) int {
+	log.Info("shutdown begins", "signal", fmt.Sprint(sig), "delay", cfg.ShutdownDelay, "timeout", cfg.ShutdownTimeout)
+	srv.BeginDrain()
+	if cfg.ShutdownDelay > 0 {
+		t := time.NewTimer(cfg.ShutdownDelay)
+	wait:
+		for {
+			select {
+			case <-t.C:
+				break wait
+			case s, ok := <-more:
+				if !ok || s != syscall.SIGHUP {
+					log.Info("second signal: delay cut short", "signal", fmt.Sprint(s))
+					t.Stop()
+					break wait
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn("shutdown timed out; jobs abandoned", "err", err, "waited", time.Since(start))
+		srv.Close()
+		return exitOK
+	}
+	log.Info("shutdown complete", "waited", time.Since(start))
+	return exitOK
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// Validate checks every field against the rules Parse applies (the caller may
+// have changed fields after Parse, from flags for instance) and the rules that
+// tie keys together:
+//
+//   - MysqlHost set needs MysqlDb;
+//   - RedisHost and RedisAddrs exclude each other, as do MemcacheHost and
+//     MemcacheServers (a caller that takes -memcache-server should clear
+//     MemcacheHost when it sets MemcacheServers);
+//   - every backend in CacheOrder must be configured;
+//   - host:port items and PprofAddr must parse, with ports from 1 to 65535;
+//   - Port is 0..65535, 0 meaning any free port.
+//
+// The errors are *Error values without a file or line, joined with
+// errors.Join when there are several.
+func (c Config) Validate() error {
+	var errs []*Error
+	specs := keySpecs()
+	values := make(map[string]string, len(specs))
+	for _, s := range specs {
+		v := s.get(&c)
+		values[s.name] = maskIf(s.secret, v)
+		// A field is valid when writing it to a file and reading it back
+		// succeeds and gives the same field: that reuses every rule of Parse
+		// and also catches values a file could not express (a DenyPattern
+		// with a comma, a WorkMode in upper case).
+		scratch := Default()
+		if e := s.set(&scratch, v); e != nil {
+			e.Key, e.Value = s.name, maskIf(s.secret, v)
+			errs = append(errs, e)
+			continue
+		}
+		if same, got := sameField(&c, &scratch, s.name); !same {
+			errs = append(errs, &Error{Key: s.name, Value: maskIf(s.secret, v),
+				Msg: "cannot be written in server.ini as it is: it would read back as " + got})
+		}
+	}
+
+	cross := func(key, msg string) {
+		errs = append(errs, &Error{Key: key, Value: values[key], Msg: msg})
+	}
+	if c.MysqlHost != "" && c.MysqlDb == "" {
+		cross("MysqlDb", "must be set when MysqlHost is set")
+	}
+	if c.RedisHost != "" && len(c.RedisAddrs) > 0 {
+		cross("RedisAddrs", "cannot be used together with RedisHost: list every Redis server in RedisAddrs, or use RedisHost and RedisPort")
+	}
+	if c.MemcacheHost != "" && len(c.MemcacheServers) > 0 {
+		cross("MemcacheServers", "cannot be used together with MemcacheHost: list every memcached server in MemcacheServers, or use MemcacheHost and MemcachePort")
+	}
+	for _, b := range c.CacheOrder {
+		if missing := c.unconfigured(b); missing != "" {
+			cross("CacheOrder", fmt.Sprintf("lists %s, but %s", b, missing))
+		}
+	}
+	return joinErrors(errs)
+}
+
+// sameField reports whether a and b hold the same value in the field named
+// like key (every key has a field of its own name), and how b's value reads.
+// Empty and nil lists are the same, as they mean the same to every user of a
+// Config.
+func sameField(a, b *Config, key string) (bool, string) {
+	fa := reflect.ValueOf(a).Elem().FieldByName(key)
+	fb := reflect.ValueOf(b).Elem().FieldByName(key)
+	shown := fmt.Sprintf("%q", fb.Interface())
+	if fa.Kind() == reflect.Slice && fa.Len() == 0 && fb.Len() == 0 {
+		return true, shown
+	}
+	return reflect.DeepEqual(fa.Interface(), fb.Interface()), shown
+}
+
+// unconfigured says why cache backend b cannot be used, or "" when it can.
+func (c Config) unconfigured(b string) string {
+	switch b {
+	case "memory":
+		if c.MemoryCacheSize == 0 {
+			return "MemoryCacheSize is 0"
+		}
+	case "redis":
+		if c.RedisHost == "" && len(c.RedisAddrs) == 0 {
+			return "neither RedisHost nor RedisAddrs is set"
+		}
+	case "memcached":
+		if c.MemcacheHost == "" && len(c.MemcacheServers) == 0 {
+			return "neither MemcacheHost nor MemcacheServers is set"
+		}
+	case "file":
+		if c.FsPath == "" {
+			return "FsPath is not set"
+		}
+	case "mysql":
+		if c.MysqlHost == "" {
+			return "MysqlHost is not set"
+		}
+	}
+	return ""
+}
+
+// Warnings returns one startup warning per backend that is configured (a key
+// of it differs from the default) but not in built, and one per CacheOrder
+// entry that names a backend not in built. The keys of built are "redis",
+// "memcached", "mysql", "file", "pgsql", "mongodb" and "aws"; the memory tier
+// is always built. Such keys are accepted so that the contests' files load,
+// and the warning says they have no effect.
+func (c Config) Warnings(built map[string]bool) []string {
+	def := Default()
+	var order []string
+	keys := make(map[string][]string)
+	for _, s := range keySpecs() {
+		if s.backend == "" || built[s.backend] || s.get(&c) == s.get(&def) {
+			continue
+		}
+		if keys[s.backend] == nil {
+			order = append(order, s.backend)
+		}
+		keys[s.backend] = append(keys[s.backend], s.name)
+	}
+	var out []string
+	for _, b := range order {
+		verb, pronoun := "are", "they are"
+		if len(keys[b]) == 1 {
+			verb, pronoun = "is", "it is"
+		}
+		out = append(out, fmt.Sprintf("%s %s set, but this build has no %s backend: %s ignored",
+			strings.Join(keys[b], ", "), verb, b, pronoun))
+	}
+	for _, b := range c.CacheOrder {
+		if b != "memory" && !built[b] {
+			out = append(out, fmt.Sprintf("CacheOrder lists %s, but this build has no %s backend: it is skipped", b, b))
+		}
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		edit func(*Config)
+		key  string // the key the single error must name; "" = no error
+		msg  string
+	}{
+		"the defaults pass":                               {func(*Config) {}, "", ""},
+		"MySQL with a database passes":                    {func(c *Config) { c.MysqlHost, c.MysqlDb = "db", "unicorn" }, "", ""},
+		"MySQL without a database fails":                  {func(c *Config) { c.MysqlHost = "db" }, "MysqlDb", "must be set when MysqlHost is set"},
+		"RedisHost with RedisAddrs fails":                 {func(c *Config) { c.RedisHost, c.RedisAddrs = "r", []string{"r:6379"} }, "RedisAddrs", "RedisHost"},
+		"MemcacheHost with MemcacheServers fails":         {func(c *Config) { c.MemcacheHost, c.MemcacheServers = "m", []string{"m:11211"} }, "MemcacheServers", "MemcacheHost"},
+		"a bad RedisAddrs item fails":                     {func(c *Config) { c.RedisAddrs = []string{"r:6379", "r"} }, "RedisAddrs", `"r"`},
+		"a MemcacheServers port out of range fails":       {func(c *Config) { c.MemcacheServers = []string{"m:65536"} }, "MemcacheServers", "1 to 65535"},
+		"a bad PprofAddr fails":                           {func(c *Config) { c.PprofAddr = "localhost" }, "PprofAddr", "host:port"},
+		"Port 0 passes":                                   {func(c *Config) { c.Port = 0 }, "", ""},
+		"Port 65536 fails":                                {func(c *Config) { c.Port = 65536 }, "Port", "0 to 65535"},
+		"a negative port fails":                           {func(c *Config) { c.Port = -1 }, "Port", "0 to 65535"},
+		"zero work time fails":                            {func(c *Config) { c.WorkTime = 0 }, "WorkTime", "more than 0"},
+		"a reference port out of range fails":             {func(c *Config) { c.RedisPort = 70000 }, "RedisPort", "1 to 65535"},
+		"an upper-case work mode fails":                   {func(c *Config) { c.WorkMode = "Burn" }, "WorkMode", `read back as "burn"`},
+		"a deny pattern with a comma fails":               {func(c *Config) { c.DenyPattern = []string{"a,b"} }, "DenyPattern", `read back as ["a" "b"]`},
+		"empty lists pass":                                {func(c *Config) { c.DenyPattern, c.RedisAddrs = []string{}, []string{} }, "", ""},
+		"CacheOrder with an unconfigured redis fails":     {func(c *Config) { c.CacheOrder = []string{"memory", "redis"} }, "CacheOrder", "neither RedisHost nor RedisAddrs"},
+		"CacheOrder with memory and no memory tier fails": {func(c *Config) { c.CacheOrder, c.MemoryCacheSize = []string{"memory"}, 0 }, "CacheOrder", "MemoryCacheSize is 0"},
+		"CacheOrder with configured backends passes": {func(c *Config) {
+			c.CacheOrder = []string{"memory", "redis", "memcached", "file", "mysql"}
+			c.RedisAddrs, c.MemcacheHost, c.FsPath, c.MysqlHost, c.MysqlDb = []string{"r:1"}, "m", "/mnt/efs", "db", "u"
+		}, "", ""},
+		"an unknown CacheOrder backend fails": {func(c *Config) { c.CacheOrder = []string{"disk"} }, "CacheOrder", `"disk"`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := Default()
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.key == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			errs := errorsOf(t, err)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1: %v", len(errs), err)
+			}
+			if errs[0].Key != tt.key || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("got %q (key %q), want key %q and %q", err, errs[0].Key, tt.key, tt.msg)
+			}
+		})
+	}
+	t.Run("several problems are reported together", func(t *testing.T) {
+		c := Default()
+		c.Cores, c.QueueSize, c.MysqlHost = 0, -1, "db"
+		if errs := errorsOf(t, c.Validate()); len(errs) != 3 {
+			t.Errorf("got %d errors, want 3: %v", len(errs), errs)
+		}
+	})
+}
+
+func TestEveryKeyHasItsField(t *testing.T) {
+	// Validate finds fields by key name, so a key without a field of the
+	// same name would go unchecked.
+	typ := reflect.TypeOf(Config{})
+	for _, k := range Keys() {
+		if _, ok := typ.FieldByName(k); !ok {
+			t.Errorf("key %s has no Config field", k)
+		}
+	}
+	if got, want := len(Keys()), typ.NumField()-1; got != want {
+		t.Errorf("%d keys for %d fields besides Source", got, want)
+	}
+}
+
+func TestEntries(t *testing.T) {
+	c := Default()
+	c.MysqlPass, c.PgsqlPass, c.MongoDbPass, c.RedisPassword = "m", "p", "g", "r"
+	c.DenyPattern = []string{"a", "b"}
+	c.RedisAddrs = []string{"r1:6379", "r2:6379"}
+	c.PgsqlPort = 5432
+	c.CacheTTL = 90 * time.Second
+	entries := c.Entries()
+	got := make(map[string]string)
+	var order []string
+	for _, e := range entries {
+		if _, dup := got[e.Key]; dup {
+			t.Errorf("key %s listed twice", e.Key)
+		}
+		got[e.Key] = e.Value
+		order = append(order, e.Key)
+	}
+	t.Run("every key is listed once, in Keys order", func(t *testing.T) {
+		if !reflect.DeepEqual(order, Keys()) {
+			t.Errorf("Entries keys %v\nKeys %v", order, Keys())
+		}
+		if len(Keys()) != 50 {
+			t.Errorf("%d keys, want 50", len(Keys()))
+		}
+	})
+	t.Run("reference keys come first", func(t *testing.T) {
+		if order[0] != "LogLocation" || order[25] != "AwsRegion" || order[26] != "Port" {
+			t.Errorf("order %v", order)
+		}
+	})
+	t.Run("set secrets are masked", func(t *testing.T) {
+		for _, k := range []string{"MysqlPass", "PgsqlPass", "MongoDbPass", "RedisPassword"} {
+			if got[k] != "****" {
+				t.Errorf("%s = %q", k, got[k])
+			}
+		}
+	})
+	t.Run("unset secrets are shown empty", func(t *testing.T) {
+		for _, e := range Default().Entries() {
+			if e.Value == "****" {
+				t.Errorf("%s is masked although empty", e.Key)
+			}
+		}
+	})
+	t.Run("values are rendered as the file writes them", func(t *testing.T) {
+		want := map[string]string{"DenyPattern": "a,b", "RedisAddrs": "r1:6379,r2:6379", "PgsqlPort": "5432",
+			"MysqlPort": "", "CacheTTL": "1m30s", "WorkTime": "4s", "MongoDbEnableSSL": "false"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s = %q, want %q", k, got[k], v)
+			}
+		}
+	})
+	t.Run("an entry renders as a line that parses back", func(t *testing.T) {
+		for _, v := range []string{"", "plain", `a"b`, `a"b'c`, "a\\", `a"b'c\`, " spaced # ; "} {
+			line := Entry{Key: "LogLocation", Value: v}.String()
+			if p := mustParse(t, line); p.LogLocation != v {
+				t.Errorf("%s reads back as %q, want %q", line, p.LogLocation, v)
+			}
+		}
+	})
+}
+
+func TestWarnings(t *testing.T) {
+	all := map[string]bool{"redis": true, "memcached": true, "mysql": true, "file": true, "pgsql": true, "mongodb": true, "aws": true}
+	contest := func() Config {
+		c := Default()
+		c.PgsqlHost, c.PgsqlPort = "127.0.0.1", 5432
+		c.RedisHost = "localhost"
+		c.AwsRegion = "us-east-1"
+		c.LogLocation = "./"
+		return c
+	}
+	tests := map[string]struct {
+		c     Config
+		built map[string]bool
+		want  []string
+	}{
+		"the defaults warn of nothing":         {Default(), nil, nil},
+		"every backend built warns of nothing": {contest(), all, nil},
+		"unbuilt backends are each named once with their keys": {contest(), map[string]bool{"redis": true}, []string{
+			"PgsqlHost, PgsqlPort are set, but this build has no pgsql backend: they are ignored",
+			"AwsRegion is set, but this build has no aws backend: it is ignored",
+		}},
+		"a default MysqlTable is not a MySQL setting": {func() Config { c := Default(); c.MysqlCreateTable = true; return c }(), nil, []string{
+			"MysqlCreateTable is set, but this build has no mysql backend: it is ignored",
+		}},
+		"CacheOrder naming an unbuilt backend warns": {func() Config { c := Default(); c.CacheOrder = []string{"memory", "file"}; return c }(), nil, []string{
+			"CacheOrder lists file, but this build has no file backend: it is skipped",
+		}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tt.c.Warnings(tt.built); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	tests := map[string]struct{ in, want string }{
+		"a transposition is two edits":     {"Prot", "Port"},
+		"case does not count":              {"QUEUESIZE", ""},
+		"a missing letter":                 {"WorkTim", "WorkTime"},
+		"a long name may drift further":    {"MemoryCacheSiz3s", "MemoryCacheSize"},
+		"something unrelated gets nothing": {"Banana", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := suggest(tt.in, Keys()); got != tt.want {
+				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,107 @@
+// Package logging opens the server's log destination: standard error, or a file that
+// SIGHUP reopens so logrotate can move it away.
+package logging
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// FileName is the file written inside a LogLocation that is a directory.
+const FileName = "calcserver.log"
+
+// ErrFormat reports an unknown log format.
+var ErrFormat = errors.New("logging: unknown format")
+
+// File is an append-only log file that can be reopened by path. A failed write is
+// counted and dropped: logging never fails a request.
+type File struct {
+	path string
+
+	mu     sync.Mutex
+	f      *os.File
+	failed int64
+}
+
+// OpenFile opens location for appending. A location that is an existing directory, or
+// that ends in a path separator, gets FileName inside it.
+func OpenFile(location string) (*File, error) {
+	if location == "" {
+		return nil, errors.New("logging: LogLocation is empty")
+	}
+	path := location
+	if st, err := os.Stat(location); (err == nil && st.IsDir()) || os.IsPathSeparator(location[len(location)-1]) {
+		path = filepath.Join(location, FileName)
+	}
+	f, err := openAppend(path)
+	if err != nil {
+		return nil, err
+	}
+	return &File{path: path, f: f}, nil
+}
+
+func openAppend(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("logging: LogLocation: %w", err)
+	}
+	return f, nil
+}
+
+// Path returns the file's path.
+func (l *File) Path() string { return l.path }
+
+// Write appends p. It never returns an error, so a full disk cannot fail a request;
+// Failed tells how many writes were lost.
+func (l *File) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.Write(p); err != nil {
+		l.failed++
+	}
+	return len(p), nil
+}
+
+// Failed returns the number of writes that could not be completed.
+func (l *File) Failed() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+// Reopen closes the file and opens its path again, as logrotate expects after it
+// renamed the file. On error the old file stays in use.
+func (l *File) Reopen() error {
+	f, err := openAppend(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the file.
+func (l *File) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// New returns a logger writing format ("logfmt" or "json") to w.
+func New(w io.Writer, format string) (*slog.Logger, error) {
+	switch format {
+	case "", "logfmt":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("%w %q (allowed: logfmt, json)", ErrFormat, format)
+}

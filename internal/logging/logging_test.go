@@ -1,0 +1,80 @@
+package logging
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDirectoryGetsCalcserverLog(t *testing.T) {
+	dir := t.TempDir()
+	for name, loc := range map[string]string{"existing directory": dir, "trailing slash": dir + "/"} {
+		t.Run(name, func(t *testing.T) {
+			f, err := OpenFile(loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if f.Path() != filepath.Join(dir, FileName) {
+				t.Fatalf("path %q", f.Path())
+			}
+		})
+	}
+}
+
+func TestReopenFollowsLogrotate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.log")
+	f, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	log, err := New(f, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("before")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("still old file")
+	if err := f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("after")
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), `"msg":"before"`) || !strings.Contains(string(old), "still old file") {
+		t.Fatalf("rotated file: %s", old)
+	}
+	if !strings.Contains(string(cur), `"msg":"after"`) || strings.Contains(string(cur), "before") {
+		t.Fatalf("new file: %s", cur)
+	}
+}
+
+func TestFailedWritesAreCountedNotReturned(t *testing.T) {
+	f, err := OpenFile(filepath.Join(t.TempDir(), "x.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.f.Close() // every later write fails
+	if n, err := f.Write([]byte("line\n")); err != nil || n != 5 {
+		t.Fatalf("Write = %d, %v; a log write must never fail its caller", n, err)
+	}
+	if f.Failed() != 1 {
+		t.Fatalf("Failed = %d", f.Failed())
+	}
+}
+
+func TestBadLocationsAndFormats(t *testing.T) {
+	if _, err := OpenFile(""); err == nil {
+		t.Error("empty location accepted")
+	}
+	if _, err := OpenFile(filepath.Join(t.TempDir(), "missing", "dir", "x.log")); err == nil || !strings.Contains(err.Error(), "LogLocation") {
+		t.Errorf("missing directory: %v", err)
+	}
+	if _, err := New(os.Stderr, "xml"); err == nil {
+		t.Error("format xml accepted")
+	}
+}

@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/queue"
+)
+
+// Cache results as X-Cache shows them.
+const (
+	hit    = "HIT"
+	miss   = "MISS"
+	shared = "SHARED"
+)
+
+// bodyPool holds answer buffers so the hit path does not allocate one per request.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, calc.TokenSize); return &b }}
+
+func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
+	rec := recordOf(r)
+	key, err := inputKey(r.URL.RawQuery)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rec.key = key
+	if denied(key, s.o.DenyPattern) {
+		s.fail(w, http.StatusForbidden, "input is denied by DenyPattern")
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.o.CacheTimeout)
+	res, _, err := s.cache.Get(ctx, key)
+	cancel()
+	result := hit
+	if err != nil {
+		var val []byte
+		var joined bool
+		var wait time.Duration
+		val, joined, wait, err = s.q.Do(r.Context(), key, func() ([]byte, error) { return s.compute(key) })
+		rec.wait = wait
+		switch {
+		case errors.Is(err, queue.ErrFull):
+			s.rejected.Add(1)
+			s.m.rejections.WithLabelValues("queue_full").Inc()
+			w.Header().Set("Retry-After", s.retry)
+			s.fail(w, http.StatusServiceUnavailable, "queue full: retry later")
+			return
+		case errors.Is(err, queue.ErrDraining):
+			s.rejected.Add(1)
+			s.m.rejections.WithLabelValues("draining").Inc()
+			w.Header().Set("Retry-After", s.retry)
+			s.fail(w, http.StatusServiceUnavailable, "draining: the server is shutting down")
+			return
+		case err != nil:
+			// The client went away while waiting; nobody reads this answer.
+			s.fail(w, http.StatusServiceUnavailable, "request canceled while waiting")
+			return
+		}
+		copy(res[:], val)
+		result = miss
+		if joined {
+			result = shared
+			s.m.joins.Inc()
+		} else {
+			s.m.queueWait.Observe(wait.Seconds())
+		}
+		s.misses.Add(1)
+	} else {
+		s.hits.Add(1)
+	}
+	rec.cache = result
+	s.served.Add(1)
+	s.m.calcs.WithLabelValues(result).Inc()
+
+	etag := `"` + hex.EncodeToString(res[:]) + `"`
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Cache"] = []string{result}
+	h["X-Served-By"] = []string{s.o.Host}
+	h["Cache-Control"] = []string{s.maxAge}
+	h["Etag"] = []string{etag}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	bp := bodyPool.Get().(*[]byte)
+	body := calc.AppendBody((*bp)[:0], s.o.Format, s.o.CalcVersion, []byte(key), &res)
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	_, _ = w.Write(body) // net/http drops the body of a HEAD answer
+	*bp = body
+	bodyPool.Put(bp)
+}
+
+// compute is the job of a miss: it runs after the simulated work, under no client's
+// context, so its result is stored even when every client has gone.
+func (s *Server) compute(key string) ([]byte, error) {
+	res := calc.Sum(s.o.CalcVersion, []byte(key))
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.CacheTimeout)
+	defer cancel()
+	if err := s.cache.Set(ctx, key, res); err != nil {
+		s.log.Warn("cache write failed", "key", escape(key), "err", err)
+	}
+	return res[:], nil
+}
+
+// health is the /healthcheck document.
+type health struct {
+	Status   string         `json:"status"`
+	Version  string         `json:"version"`
+	Uptime   int64          `json:"uptime_seconds"`
+	Queue    queueHealth    `json:"queue"`
+	Cache    []cache.Health `json:"cache"`
+	Requests requestCounts  `json:"requests"`
+}
+
+type queueHealth struct {
+	Waiting  int `json:"waiting"`
+	Capacity int `json:"capacity"`
+	Busy     int `json:"busy"`
+	Cores    int `json:"cores"`
+}
+
+type requestCounts struct {
+	Served   int64 `json:"served"`
+	Hits     int64 `json:"hits"`
+	Misses   int64 `json:"misses"`
+	Rejected int64 `json:"rejected"`
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	st := s.q.Stats()
+	doc := health{
+		Status:  "ok",
+		Version: s.o.Version,
+		Uptime:  int64(time.Since(s.started) / time.Second),
+		Queue:   queueHealth{Waiting: st.Waiting, Capacity: st.Capacity, Busy: st.Busy, Cores: st.Cores},
+		Cache:   s.cache.Health(),
+		Requests: requestCounts{
+			Served: s.served.Load(), Hits: s.hits.Load(), Misses: s.misses.Load(), Rejected: s.rejected.Load(),
+		},
+	}
+	code := http.StatusOK
+	for _, c := range doc.Cache {
+		if !c.Healthy {
+			doc.Status = "degraded"
+		}
+	}
+	if s.draining.Load() {
+		doc.Status = "draining"
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, code, doc)
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(Homepage))
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, http.StatusNotFound, "not found")
+}
+
+// fail answers an error as JSON that no CDN keeps.
+func (s *Server) fail(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, code, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}

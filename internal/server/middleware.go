@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// record is what a handler tells the access log about its request.
+type record struct {
+	key   string
+	cache string
+	wait  time.Duration
+}
+
+type recordKey struct{}
+
+func recordOf(r *http.Request) *record {
+	if rec, ok := r.Context().Value(recordKey{}).(*record); ok {
+		return rec
+	}
+	return &record{}
+}
+
+// statusWriter remembers the status and size of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	bytes int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe wraps a handler with the access log line and the request metrics.
+func (s *Server) observe(next http.Handler, name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cs, ok := r.Context().Value(connKey{}).(*connState); ok {
+			cs.handled.Store(true)
+		}
+		start := time.Now()
+		rec := &record{}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		code := sw.code
+		s.m.requests.WithLabelValues(name, statusText(code), rec.cache).Inc()
+		s.log.Info("access",
+			"client", r.RemoteAddr,
+			"method", escape(r.Method),
+			"path", escapeURI(r.RequestURI),
+			"key", escape(rec.key),
+			"status", code,
+			"bytes", sw.bytes,
+			"duration", time.Since(start),
+			"cache", rec.cache,
+			"queue_wait", rec.wait,
+		)
+	})
+}
+
+// statusText returns code as a label without allocating for the usual codes.
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 405:
+		return "405"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
+}
+
+// methods allows GET and HEAD and answers anything else 405 with Allow.
+func (s *Server) methods(next http.Handler, name string) http.Handler {
+	return s.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			s.fail(w, http.StatusMethodNotAllowed, "method not allowed: use GET or HEAD")
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), name)
+}
+
+// connState tracks whether the request a connection is reading reached a handler,
+// so that requests net/http answers by itself (malformed, headers too large) are
+// counted in calcserver_http_refused_total.
+type connState struct {
+	active  atomic.Bool
+	handled atomic.Bool
+}
+
+type connKey struct{}
+
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	cs := &connState{}
+	s.conns.Store(c, cs)
+	return context.WithValue(ctx, connKey{}, cs)
+}
+
+func (s *Server) connState(c net.Conn, state http.ConnState) {
+	v, ok := s.conns.Load(c)
+	if !ok {
+		return
+	}
+	cs := v.(*connState)
+	// A request ends when the connection goes idle or closes; a new one begins
+	// when it goes active.
+	if state != http.StateNew && cs.active.Swap(false) && !cs.handled.Load() {
+		s.m.refused.Inc()
+	}
+	if state == http.StateActive {
+		cs.active.Store(true)
+		cs.handled.Store(false)
+	}
+	if state == http.StateClosed || state == http.StateHijacked {
+		s.conns.Delete(c)
+	}
+}

@@ -1,0 +1,172 @@
+// Package server is calcserver's HTTP layer: the /calc, /healthcheck, /metrics and /
+// handlers, the access log, metrics, and the listen/drain life cycle.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/queue"
+)
+
+// Homepage is the body of GET /, as the reference server answers it.
+const Homepage = "TODO: Create a nice looking homepage."
+
+// Options configure a Server. The zero value of every field but Cache works.
+type Options struct {
+	Queue          queue.Options
+	Cache          *cache.Chain  // nil: no cache at all
+	CalcVersion    int           // 0 means 1
+	Format         calc.Format   // response body encoding
+	CacheTTL       time.Duration // sets Cache-Control max-age; 0 = 86400 s
+	CacheTimeout   time.Duration // deadline of each cache operation; 0 = 100ms
+	DenyPattern    []string      // keys containing one of these are refused with 403
+	Host           string        // X-Served-By
+	Version        string        // build version shown by /healthcheck
+	Logger         *slog.Logger  // nil: discard
+	LogWriteFailed func() int64  // lost log writes, for /metrics; nil: none
+}
+
+// Server answers the calcserver wire contract.
+type Server struct {
+	o       Options
+	log     *slog.Logger
+	q       *queue.Queue
+	cache   *cache.Chain
+	m       *metrics
+	started time.Time
+	maxAge  string
+	retry   string
+	handler http.Handler
+
+	draining atomic.Bool // /healthcheck answers 503 once set
+
+	served, hits, misses, rejected atomic.Int64
+
+	conns sync.Map // net.Conn -> *connState, for counting refused requests
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+// New returns a server; it does not listen until Open.
+func New(o Options) *Server {
+	if o.CalcVersion == 0 {
+		o.CalcVersion = 1
+	}
+	if o.CacheTimeout <= 0 {
+		o.CacheTimeout = 100 * time.Millisecond
+	}
+	if o.Cache == nil {
+		o.Cache = cache.NewChain()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{o: o, log: o.Logger, cache: o.Cache, started: time.Now()}
+	lost := func() float64 {
+		if o.LogWriteFailed == nil {
+			return 0
+		}
+		return float64(o.LogWriteFailed())
+	}
+	qo := o.Queue
+	var m *metrics
+	qo.Observe = func(held time.Duration) { m.jobs.Observe(held.Seconds()) }
+	s.q = queue.New(qo)
+	m = newMetrics(s.q, lost)
+	s.m = m
+
+	maxAge := int64(86400)
+	if o.CacheTTL > 0 {
+		maxAge = int64((o.CacheTTL + time.Second - 1) / time.Second)
+	}
+	s.maxAge = "public, max-age=" + strconv.FormatInt(maxAge, 10)
+	retry := int64((o.Queue.WorkTime + time.Second - 1) / time.Second)
+	s.retry = strconv.FormatInt(max(retry, 1), 10)
+
+	mux := http.NewServeMux()
+	mux.Handle("/calc", s.methods(http.HandlerFunc(s.handleCalc), "calc"))
+	mux.Handle("/healthcheck", s.methods(http.HandlerFunc(s.handleHealth), "healthcheck"))
+	mux.Handle("/metrics", s.methods(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), "metrics"))
+	mux.Handle("/{$}", s.methods(http.HandlerFunc(s.handleRoot), "root"))
+	mux.Handle("/", s.observe(http.HandlerFunc(s.handleNotFound), "notfound"))
+	s.handler = mux
+	return s
+}
+
+// Handler returns the server's HTTP handler, for tests and for embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Queue returns the server's queue.
+func (s *Server) Queue() *queue.Queue { return s.q }
+
+// Open listens on addr (":0" picks a free port) and serves in the background. A bind
+// error is returned here, synchronously.
+func (s *Server) Open(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnContext:       s.connContext,
+		ConnState:         s.connState,
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Port returns the port Open listens on.
+func (s *Server) Port() int {
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Addr().(*net.TCPAddr).Port
+}
+
+// BeginDrain makes /healthcheck answer 503 draining; everything else is served as
+// usual, so a load balancer can take the instance out first.
+func (s *Server) BeginDrain() { s.draining.Store(true) }
+
+// Drain stops new jobs (new misses are answered 503, hits are still served), waits for
+// running and waiting jobs until ctx ends, then closes the listener and waits for the
+// answers in flight. It returns ctx.Err() if the jobs did not finish in time.
+func (s *Server) Drain(ctx context.Context) error {
+	s.BeginDrain()
+	qerr := s.q.Drain(ctx)
+	var serr error
+	if s.srv != nil {
+		serr = s.srv.Shutdown(ctx)
+	}
+	return errors.Join(qerr, serr)
+}
+
+// Close stops serving at once.
+func (s *Server) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Close()
+}

@@ -1,0 +1,434 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/queue"
+)
+
+var tokenRE = regexp.MustCompile(`^ey[0-9A-Za-z]{230,280}$`)
+
+// syncBuffer is a log destination the test can read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	srv *Server
+	ts  *httptest.Server
+	log *syncBuffer
+}
+
+func newFixture(t *testing.T, mod func(*Options)) *fixture {
+	t.Helper()
+	logs := &syncBuffer{}
+	o := Options{
+		Queue:       queue.Options{Cores: 1, QueueSize: 5, WorkTime: 20 * time.Millisecond, Mode: queue.Sleep},
+		Cache:       cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+		CalcVersion: 1,
+		Host:        "test-host",
+		Version:     "test",
+		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	s := New(o)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return &fixture{srv: s, ts: ts, log: logs}
+}
+
+func (f *fixture) do(t *testing.T, method, path string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func TestCalcAnswersTheContract(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.do(t, "GET", "/calc?input=testing")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if body != string(calc.Body(calc.Token, 1, []byte("testing"))) || !tokenRE.MatchString(body) {
+		t.Fatalf("body %q is not the token for testing", body)
+	}
+	want := map[string]string{
+		"Content-Type":  "text/plain; charset=utf-8",
+		"X-Cache":       "MISS",
+		"X-Served-By":   "test-host",
+		"Cache-Control": "public, max-age=86400",
+	}
+	for k, v := range want {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	r := calc.Sum(1, []byte("testing"))
+	if got := resp.Header.Get("ETag"); got != fmt.Sprintf(`"%x"`, r[:]) {
+		t.Errorf("ETag = %q", got)
+	}
+	resp, body2 := f.do(t, "GET", "/calc?input=testing")
+	if resp.Header.Get("X-Cache") != "HIT" || body2 != body {
+		t.Fatalf("repeat: X-Cache %q, same body %v", resp.Header.Get("X-Cache"), body2 == body)
+	}
+	resp, body3 := f.do(t, "HEAD", "/calc?input=testing")
+	if resp.StatusCode != 200 || body3 != "" || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("HEAD: status %d, body %q, length %d", resp.StatusCode, body3, resp.ContentLength)
+	}
+}
+
+func TestKeysAreDecodedAndPlusStaysPlus(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = time.Millisecond })
+	cases := map[string]string{
+		"/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D": "SUNhbkhhelVuaWNvcm4/LTg5OTk=",
+		"/calc?input=a+b":                            "a+b",
+		"/calc?input=a%2Bb":                          "a+b",
+		"/calc?x=1&input=3615-7184-2117&input=other": "3615-7184-2117",
+		"/calc?input=%00%FF":                         "\x00\xff",
+	}
+	for path, key := range cases {
+		t.Run(path, func(t *testing.T) {
+			resp, body := f.do(t, "GET", path)
+			if resp.StatusCode != 200 || body != string(calc.Body(calc.Token, 1, []byte(key))) {
+				t.Fatalf("status %d, body %q is not the answer for %q", resp.StatusCode, body, key)
+			}
+		})
+	}
+}
+
+func TestHashFormatAndCacheTTLHeader(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Format = calc.Hash
+		o.CacheTTL = 90 * time.Minute
+		o.Queue.WorkTime = time.Millisecond
+	})
+	resp, body := f.do(t, "GET", "/calc?input=testing")
+	if body != "Zw7ntJ/FrUZqt7tUUBFl2YSJKqclHCzvI0OlWePIThA=" {
+		t.Fatalf("hash body %q", body)
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=5400" {
+		t.Fatalf("Cache-Control %q", got)
+	}
+}
+
+func TestErrorsAreJSONAndNeverCached(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.DenyPattern = []string{"H@XX0RR333DDD"} })
+	long := strings.Repeat("a", MaxKeyLen+1)
+	cases := map[string]struct {
+		method, path string
+		code         int
+	}{
+		"a missing input is 400":       {"GET", "/calc", 400},
+		"an empty input is 400":        {"GET", "/calc?input=", 400},
+		"a key over 1024 bytes is 400": {"GET", "/calc?input=" + long, 400},
+		"a bad percent escape is 400":  {"GET", "/calc?input=%zz", 400},
+		"a denied key is 403":          {"GET", "/calc?input=xH@XX0RR333DDDx", 403},
+		"a denied base64 key is 403":   {"GET", "/calc?input=SEBYWDBSUjMzM0RERA%3D%3D", 403},
+		"POST is 405":                  {"POST", "/calc?input=testing", 405},
+		"an unknown path is 404":       {"GET", "/nope", 404},
+		"DELETE on healthcheck is 405": {"DELETE", "/healthcheck", 405},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			resp, body := f.do(t, c.method, c.path)
+			if resp.StatusCode != c.code {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, c.code, body)
+			}
+			var doc struct{ Error string }
+			if err := json.Unmarshal([]byte(body), &doc); err != nil || doc.Error == "" {
+				t.Fatalf("body %q is not {\"error\":...}", body)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("Cache-Control %q", resp.Header.Get("Cache-Control"))
+			}
+			if c.code == 405 && resp.Header.Get("Allow") != "GET, HEAD" {
+				t.Fatalf("Allow %q", resp.Header.Get("Allow"))
+			}
+		})
+	}
+	if f.srv.q.Stats().Busy != 0 || f.srv.misses.Load() != 0 {
+		t.Fatal("a refused request reached the queue")
+	}
+	// The denied key was not stored either.
+	if _, _, err := f.srv.cache.Get(t.Context(), "xH@XX0RR333DDDx"); err == nil {
+		t.Fatal("a denied key was stored")
+	}
+	if !strings.Contains(f.log.String(), "H@XX0RR333DDDx") || strings.Contains(f.log.String(), "%zz\"") == false {
+		t.Log(f.log.String())
+	}
+}
+
+func TestRootAndHealthcheck(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.do(t, "GET", "/")
+	if resp.StatusCode != 200 || body != Homepage {
+		t.Fatalf("GET / = %d %q", resp.StatusCode, body)
+	}
+	f.do(t, "GET", "/calc?input=testing")
+	f.do(t, "GET", "/calc?input=testing")
+	resp, body = f.do(t, "GET", "/healthcheck")
+	var h health
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || h.Status != "ok" || h.Version != "test" ||
+		h.Queue != (queueHealth{Waiting: 0, Capacity: 5, Busy: 0, Cores: 1}) ||
+		len(h.Cache) != 1 || h.Cache[0] != (cache.Health{Name: "memory", Healthy: true}) ||
+		h.Requests != (requestCounts{Served: 2, Hits: 1, Misses: 1, Rejected: 0}) {
+		t.Fatalf("healthcheck %d %s", resp.StatusCode, body)
+	}
+	f.srv.BeginDrain()
+	resp, body = f.do(t, "GET", "/healthcheck")
+	if resp.StatusCode != 503 || !strings.Contains(body, `"status":"draining"`) {
+		t.Fatalf("draining healthcheck %d %s", resp.StatusCode, body)
+	}
+	// Everything else is still served during ShutdownDelay.
+	if resp, _ := f.do(t, "GET", "/calc?input=new-key"); resp.StatusCode != 200 {
+		t.Fatalf("calc while draining began: %d", resp.StatusCode)
+	}
+}
+
+func TestBurstOfDistinctKeysFillsCoresAndQueueThenGets503(t *testing.T) {
+	for _, cores := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d cores", cores), func(t *testing.T) {
+			f := newFixture(t, func(o *Options) {
+				o.Queue.Cores = cores
+				o.Queue.WorkTime = 300 * time.Millisecond
+			})
+			const n = 12
+			codes := make(chan *http.Response, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					resp, _ := f.do(t, "GET", fmt.Sprintf("/calc?input=burst-%d", i))
+					codes <- resp
+				})
+			}
+			wg.Wait()
+			close(codes)
+			ok, full := 0, 0
+			for resp := range codes {
+				switch resp.StatusCode {
+				case 200:
+					ok++
+				case 503:
+					full++
+					if resp.Header.Get("Retry-After") != "1" {
+						t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+					}
+				}
+			}
+			if ok != cores+5 || full != n-cores-5 {
+				t.Fatalf("200s %d, 503s %d; want %d and %d", ok, full, cores+5, n-cores-5)
+			}
+			if got := f.srv.rejected.Load(); got != int64(n-cores-5) {
+				t.Fatalf("rejected counter %d", got)
+			}
+		})
+	}
+}
+
+func TestBurstForOneKeyRunsOneJob(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = 200 * time.Millisecond })
+	const n = 20
+	results := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			resp, _ := f.do(t, "GET", "/calc?input=same")
+			results <- fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("X-Cache"))
+		})
+	}
+	wg.Wait()
+	close(results)
+	count := map[string]int{}
+	for r := range results {
+		count[r]++
+	}
+	if count["200 MISS"] != 1 || count["200 MISS"]+count["200 SHARED"]+count["200 HIT"] != n {
+		t.Fatalf("answers %v: want one MISS, the rest SHARED or HIT", count)
+	}
+	if f.srv.misses.Load()-int64(count["200 SHARED"]) != 1 {
+		t.Fatalf("more than one job ran: %v", count)
+	}
+}
+
+func TestAccessLogEscapesKeys(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = time.Millisecond })
+	f.do(t, "GET", "/calc?input=evil%0Aline%22quote")
+	logs := f.log.String()
+	if strings.Contains(logs, "evil\nline") || !strings.Contains(logs, "key=evil%0Aline%22quote") {
+		t.Fatalf("key not escaped in log:\n%s", logs)
+	}
+	for _, field := range []string{"client=", "method=GET", "status=200", "bytes=244", "duration=", "cache=MISS", "queue_wait="} {
+		if !strings.Contains(logs, field) {
+			t.Errorf("access line lacks %s:\n%s", field, logs)
+		}
+	}
+}
+
+func TestMetricsExposeQueueAndRequests(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = time.Millisecond })
+	f.do(t, "GET", "/calc?input=m")
+	f.do(t, "GET", "/calc?input=m")
+	_, body := f.do(t, "GET", "/metrics")
+	for _, want := range []string{
+		`calcserver_calc_answers_total{cache="HIT"} 1`,
+		`calcserver_calc_answers_total{cache="MISS"} 1`,
+		`calcserver_http_requests_total{cache="HIT",code="200",handler="calc"} 1`,
+		`calcserver_job_duration_seconds_count 1`,
+		`calcserver_queue_capacity 5`,
+		`calcserver_cores 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestDrainRefusesNewMissesServesHitsAndFinishesJobs(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = 300 * time.Millisecond })
+	f.do(t, "GET", "/calc?input=cached")
+	inflight := make(chan int, 1)
+	go func() {
+		resp, _ := f.do(t, "GET", "/calc?input=slow")
+		inflight <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.srv.q.Stats().Busy == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- f.srv.q.Drain(t.Context()) }()
+	for time.Now().Before(deadline) {
+		resp, _ := f.do(t, "GET", "/calc?input=brand-new")
+		if resp.StatusCode == 503 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if resp, _ := f.do(t, "GET", "/calc?input=cached"); resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("hit during drain: %d", resp.StatusCode)
+	}
+	if resp, body := f.do(t, "GET", "/calc?input=another"); resp.StatusCode != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("miss during drain: %d %s", resp.StatusCode, body)
+	}
+	if code := <-inflight; code != 200 {
+		t.Fatalf("in-flight job answered %d", code)
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInputKeyParsing(t *testing.T) {
+	cases := map[string]struct {
+		raw, key string
+		err      error
+	}{
+		"plain":              {"input=abc", "abc", nil},
+		"plus stays plus":    {"input=a+b", "a+b", nil},
+		"escaped name":       {"%69nput=x", "x", nil},
+		"missing":            {"other=1", "", errNoKey},
+		"empty":              {"input=", "", errNoKey},
+		"bad escape":         {"input=%g1", "", errBadPercent},
+		"exactly 1024 bytes": {"input=" + strings.Repeat("%41", 1024), strings.Repeat("A", 1024), nil},
+		"1025 bytes":         {"input=" + strings.Repeat("A", 1025), "", errLongKey},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			key, err := inputKey(c.raw)
+			if key != c.key || err != c.err {
+				t.Fatalf("inputKey(%q) = %q, %v; want %q, %v", c.raw, key, err, c.key, c.err)
+			}
+		})
+	}
+}
+
+func FuzzInputKey(f *testing.F) {
+	for _, s := range []string{"input=abc", "input=%2B+", "a=b&input=%", "input=" + strings.Repeat("%ff", 1100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		key, err := inputKey(raw)
+		if err == nil && (key == "" || len(key) > MaxKeyLen) {
+			t.Fatalf("accepted %q", key)
+		}
+		if e := escape(key); strings.ContainsAny(e, "\n\r\" \\") {
+			t.Fatalf("escape(%q) = %q", key, e)
+		}
+	})
+}
+
+func BenchmarkCalcHit(b *testing.B) {
+	s := New(Options{
+		Queue: queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
+		Cache: cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+	})
+	h := s.Handler()
+	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+	if w.code != 200 {
+		b.Fatalf("status %d", w.code)
+	}
+}
+
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = 200
+	}
+	return len(p), nil
+}
+func (w *discardWriter) WriteHeader(code int) { w.code = code }
