@@ -410,3 +410,28 @@ func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
 		t.Errorf("bad values: exit %d\n%s", code, stderr)
 	}
 }
+
+func TestEndToEndPprofListensApart(t *testing.T) {
+	p := start(t, "WorkMode = sleep\nWorkTime = 1ms\nPprofAddr = 127.0.0.1:0\n")
+	deadline := time.Now().Add(10 * time.Second)
+	re := regexp.MustCompile(`msg="pprof listening" addr=(\S+)`)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(p.logPath)
+		if m := re.FindSubmatch(b); m != nil {
+			resp, err := http.Get("http://" + string(m[1]) + "/debug/pprof/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("pprof index: %d", resp.StatusCode)
+			}
+			if a := p.get(t, "GET", "/debug/pprof/"); a.code != 404 {
+				t.Fatalf("pprof on the public port: %d", a.code)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no pprof listening line")
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -60,7 +62,7 @@ func run(args []string, e env) int {
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG, else built-in defaults)")
-	port := fs.Int("port", -1, "listen port, overrides Port (default: Port from the config, 80)")
+	port := fs.String("port", "", "listen port 0..65535, overrides Port (default: Port from the config, else 80)")
 	memcache := fs.String("memcache-server", "", "memcached host:port, overrides MemcacheServers")
 	check := fs.Bool("check", false, "validate the configuration, print it with secrets masked, exit 0 if valid or 1")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -79,9 +81,14 @@ func run(args []string, e env) int {
 		fmt.Fprintf(e.stdout, "calcserver %s\n", version)
 		return exitOK
 	}
-	if *port < -1 || *port > 65535 {
-		fmt.Fprintf(e.stderr, "calcserver: -port %d: must be 0..65535\n", *port)
-		return exitUsage
+	portNum := -1
+	if *port != "" {
+		n, err := strconv.Atoi(*port)
+		if err != nil || n < 0 || n > 65535 {
+			fmt.Fprintf(e.stderr, "calcserver: -port %q: must be a number 0..65535\n", *port)
+			return exitUsage
+		}
+		portNum = n
 	}
 	if *memcache != "" {
 		if err := checkHostPort(*memcache); err != nil {
@@ -92,8 +99,8 @@ func run(args []string, e env) int {
 
 	cfg, err := loadConfig(*configPath, e.getenv)
 	if err == nil {
-		if *port >= 0 {
-			cfg.Port = *port
+		if portNum >= 0 {
+			cfg.Port = portNum
 		}
 		if *memcache != "" {
 			// The flag of the GameDay variant replaces whatever the file names.
@@ -222,6 +229,16 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		return exitRuntime
 	}
 
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "calcserver: PprofAddr: %v\n", err)
+			srv.Close()
+			return exitRuntime
+		}
+		defer stop()
+	}
+
 	attrs := []any{"version", version, "port", srv.Port(), "config", describe(cfg.Source), "cache", strings.Join(chain.Names(), ",")}
 	for _, kv := range cfg.Entries() {
 		attrs = append(attrs, kv.Key, kv.Value)
@@ -285,4 +302,23 @@ func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger, sig os.Si
 	}
 	log.Info("shutdown complete", "waited", time.Since(start))
 	return exitOK
+}
+
+// servePprof serves net/http/pprof on addr, apart from the public port so that it
+// can stay on loopback or a private interface.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

@@ -292,7 +292,7 @@ func TestParseBadValues(t *testing.T) {
 		"a cache backend listed twice is refused":  {"CacheOrder = redis,memory,Redis", "CacheOrder", "redis,memory,Redis", []string{`"redis" is listed twice`}},
 		"a server without a port is refused":       {"MemcacheServers = a:11211,b", "MemcacheServers", "a:11211,b", []string{`"b"`, "host:port"}},
 		"a server without a host is refused":       {"RedisAddrs = :6379", "RedisAddrs", ":6379", []string{"host"}},
-		"a pprof port out of range is refused":     {"PprofAddr = localhost:0", "PprofAddr", "localhost:0", []string{"1 to 65535"}},
+		"a pprof port out of range is refused":     {"PprofAddr = localhost:65536", "PprofAddr", "localhost:65536", []string{"0 (any free port) to 65535"}},
 		"an empty response format is refused":      {`ResponseFormat = ""`, "ResponseFormat", "", []string{"token or hash"}},
 		"a log format in another style is refused": {"LogFormat = text", "LogFormat", "text", []string{"logfmt or json"}},
 	}

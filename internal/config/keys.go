@@ -311,18 +311,22 @@ func splitList(v string) []string {
 	return out
 }
 
-// checkAddr checks a host:port item and says what is wrong with it, or ""; the
-// host may be empty only for a listening address.
-func checkAddr(item string, needHost bool) string {
+// checkAddr checks a host:port item and says what is wrong with it, or "". A
+// listening address may leave the host empty and use port 0 (any free port).
+func checkAddr(item string, listen bool) string {
 	host, port, err := net.SplitHostPort(item)
 	if err != nil {
 		return "is not host:port"
 	}
-	if needHost && host == "" {
+	if !listen && host == "" {
 		return "has no host"
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "has no port from 1 to 65535"
+	low := 1
+	if listen {
+		low = 0
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < low || n > 65535 {
+		return fmt.Sprintf("has no port from %d to 65535", low)
 	}
 	return ""
 }
@@ -335,7 +339,7 @@ func addrListKey(name, backend string, field func(*Config) *[]string) keySpec {
 		set: func(c *Config, v string) *Error {
 			items := splitList(v)
 			for _, it := range items {
-				if msg := checkAddr(it, true); msg != "" {
+				if msg := checkAddr(it, false); msg != "" {
 					return valueError(fmt.Sprintf("item %q %s: must be a comma-separated list of host:port, ports from 1 to 65535", it, msg))
 				}
 			}
@@ -350,8 +354,8 @@ func pprofAddrKey() keySpec {
 	return keySpec{
 		name: "PprofAddr",
 		set: func(c *Config, v string) *Error {
-			if v != "" && checkAddr(v, false) != "" {
-				return valueError("must be host:port or :port with a port from 1 to 65535, or empty for off")
+			if v != "" && checkAddr(v, true) != "" {
+				return valueError("must be host:port or :port with a port from 0 (any free port) to 65535, or empty for off")
 			}
 			c.PprofAddr = v
 			return nil

@@ -15,7 +15,7 @@ import (
 //     MemcacheServers (a caller that takes -memcache-server should clear
 //     MemcacheHost when it sets MemcacheServers);
 //   - every backend in CacheOrder must be configured;
-//   - host:port items and PprofAddr must parse, with ports from 1 to 65535;
+//   - host:port items must parse with ports from 1 to 65535 (PprofAddr: 0 to 65535);
 //   - Port is 0..65535, 0 meaning any free port.
 //
 // The errors are *Error values without a file or line, joined with

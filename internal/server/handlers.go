@@ -26,7 +26,7 @@ const (
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, calc.TokenSize); return &b }}
 
 func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
-	rec := recordOf(r)
+	rec := recordOf(w)
 	key, err := inputKey(r.URL.RawQuery)
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, err.Error())
@@ -38,9 +38,7 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), s.o.CacheTimeout)
-	res, _, err := s.cache.Get(ctx, key)
-	cancel()
+	res, _, err := s.cache.Get(r.Context(), key)
 	result := hit
 	if err != nil {
 		var val []byte
@@ -82,12 +80,15 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	s.served.Add(1)
 	s.m.calcs.WithLabelValues(result).Inc()
 
-	etag := `"` + hex.EncodeToString(res[:]) + `"`
+	var tag [2 + 2*calc.Size]byte
+	etag := string(append(hex.AppendEncode(append(tag[:0], '"'), res[:]), '"'))
+	// The constant header values are built once in New: assigning the map directly
+	// skips canonicalisation and a slice per header on the hot path.
 	h := w.Header()
-	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
-	h["X-Cache"] = []string{result}
-	h["X-Served-By"] = []string{s.o.Host}
-	h["Cache-Control"] = []string{s.maxAge}
+	h["Content-Type"] = s.hdr.contentType
+	h["X-Cache"] = s.hdr.cache[result]
+	h["X-Served-By"] = s.hdr.servedBy
+	h["Cache-Control"] = s.hdr.cacheControl
 	h["Etag"] = []string{etag}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag {
 		w.WriteHeader(http.StatusNotModified)
@@ -95,7 +96,7 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	}
 	bp := bodyPool.Get().(*[]byte)
 	body := calc.AppendBody((*bp)[:0], s.o.Format, s.o.CalcVersion, []byte(key), &res)
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = s.hdr.contentLength
 	_, _ = w.Write(body) // net/http drops the body of a HEAD answer
 	*bp = body
 	bodyPool.Put(bp)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,11 +17,12 @@ type record struct {
 	wait  time.Duration
 }
 
-type recordKey struct{}
-
-func recordOf(r *http.Request) *record {
-	if rec, ok := r.Context().Value(recordKey{}).(*record); ok {
-		return rec
+// recordOf returns the access-log record of the request answered through w. It rides
+// on the response writer rather than the request context: a new context would copy
+// the whole request on every call.
+func recordOf(w http.ResponseWriter) *record {
+	if sw, ok := w.(*statusWriter); ok {
+		return &sw.rec
 	}
 	return &record{}
 }
@@ -30,6 +32,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	bytes int
+	rec   record
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -57,24 +60,23 @@ func (s *Server) observe(next http.Handler, name string) http.Handler {
 			cs.handled.Store(true)
 		}
 		start := time.Now()
-		rec := &record{}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		next.ServeHTTP(sw, r)
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
-		code := sw.code
-		s.m.requests.WithLabelValues(name, statusText(code), rec.cache).Inc()
-		s.log.Info("access",
-			"client", r.RemoteAddr,
-			"method", escape(r.Method),
-			"path", escapeURI(r.RequestURI),
-			"key", escape(rec.key),
-			"status", code,
-			"bytes", sw.bytes,
-			"duration", time.Since(start),
-			"cache", rec.cache,
-			"queue_wait", rec.wait,
+		rec := &sw.rec
+		s.m.requests.WithLabelValues(name, statusText(sw.code), rec.cache).Inc()
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("client", r.RemoteAddr),
+			slog.String("method", escape(r.Method)),
+			slog.String("path", escapeURI(r.RequestURI)),
+			slog.String("key", escape(rec.key)),
+			slog.Int("status", sw.code),
+			slog.Int("bytes", sw.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("cache", rec.cache),
+			slog.Duration("queue_wait", rec.wait),
 		)
 	})
 }

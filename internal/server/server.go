@@ -46,8 +46,8 @@ type Server struct {
 	cache   *cache.Chain
 	m       *metrics
 	started time.Time
-	maxAge  string
 	retry   string
+	hdr     headers
 	handler http.Handler
 
 	draining atomic.Bool // /healthcheck answers 503 once set
@@ -58,6 +58,12 @@ type Server struct {
 
 	srv *http.Server
 	ln  net.Listener
+}
+
+// headers are the values of a /calc answer that do not change between requests.
+type headers struct {
+	contentType, servedBy, cacheControl, contentLength []string
+	cache                                              map[string][]string
 }
 
 // New returns a server; it does not listen until Open.
@@ -92,7 +98,17 @@ func New(o Options) *Server {
 	if o.CacheTTL > 0 {
 		maxAge = int64((o.CacheTTL + time.Second - 1) / time.Second)
 	}
-	s.maxAge = "public, max-age=" + strconv.FormatInt(maxAge, 10)
+	bodyLen := calc.TokenSize
+	if o.Format == calc.Hash {
+		bodyLen = calc.HashSize
+	}
+	s.hdr = headers{
+		contentType:   []string{"text/plain; charset=utf-8"},
+		servedBy:      []string{o.Host},
+		cacheControl:  []string{"public, max-age=" + strconv.FormatInt(maxAge, 10)},
+		contentLength: []string{strconv.Itoa(bodyLen)},
+		cache:         map[string][]string{hit: {hit}, miss: {miss}, shared: {shared}},
+	}
 	retry := int64((o.Queue.WorkTime + time.Second - 1) / time.Second)
 	s.retry = strconv.FormatInt(max(retry, 1), 10)
 
