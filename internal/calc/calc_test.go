@@ -1,10 +1,12 @@
 package calc
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"testing"
 )
 
@@ -135,5 +137,37 @@ func BenchmarkTokenEncoding(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendBody(buf[:0], Token, 1, key, &r)
+	}
+}
+
+// naiveSum is the definition written the obvious way, allocating a buffer per round.
+// It checks Sum on random keys and is the baseline of BenchmarkSum.
+func naiveSum(version int, key []byte) Result {
+	r := sha256.Sum256(append([]byte("unicorn/v"+strconv.Itoa(version)+"\x00"), key...))
+	for range Rounds {
+		r = sha256.Sum256(append(r[:], key...))
+	}
+	return r
+}
+
+func TestSumEqualsTheNaiveDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		key := make([]byte, rng.IntN(1025))
+		for j := range key {
+			key[j] = byte(rng.IntN(256))
+		}
+		v := 1 + rng.IntN(MaxVersion)
+		if Sum(v, key) != naiveSum(v, key) {
+			t.Fatalf("Sum(%d, %q) differs from the definition", v, key)
+		}
+	}
+}
+
+func BenchmarkSumNaive(b *testing.B) {
+	key := []byte("SUNhbkhhelVuaWNvcm4/LTg5OTk=")
+	b.ReportAllocs()
+	for b.Loop() {
+		naiveSum(1, key)
 	}
 }

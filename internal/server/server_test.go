@@ -432,3 +432,21 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (w *discardWriter) WriteHeader(code int) { w.code = code }
+
+// BenchmarkCalcHitLogged is the hit path with a real logfmt access log.
+func BenchmarkCalcHitLogged(b *testing.B) {
+	s := New(Options{
+		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
+		Cache:  cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	h := s.Handler()
+	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
