@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -449,4 +450,62 @@ func BenchmarkCalcHitLogged(b *testing.B) {
 		clear(w.h)
 		h.ServeHTTP(w, req)
 	}
+}
+
+func TestRequestsRefusedBeforeAHandlerAreCounted(t *testing.T) {
+	s := New(Options{Queue: queue.Options{WorkTime: time.Millisecond, Mode: queue.Sleep}})
+	if err := s.Open("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", s.Port())
+	send := func(raw string) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.Contains(got, Homepage) {
+		t.Fatalf("good request: %q", got)
+	}
+	if got := send("GARBAGE\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400") {
+		t.Fatalf("malformed request: %q", got)
+	}
+	big := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n"
+	if got := send(big); !strings.HasPrefix(got, "HTTP/1.1 431") {
+		t.Fatalf("oversized headers: %q", got[:min(len(got), 40)])
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "calcserver_http_refused_total 2\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refused counter:\n%s", grepLines(string(b), "refused"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
