@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need when they are missing. The tests start
-# their own servers on free loopback ports; this script starts none, and never touches
-# the services' default instances.
+# Installs the Debian packages the tests need when they are missing: with no arguments,
+# the servers internal/svctest starts (redis-server with redis-cli, memcached,
+# mariadb-server with mariadb-install-db); with arguments, those packages instead.
+#
+# The tests start their own servers on free loopback ports, so this script starts none.
+# Installing a server package may start its default instance on the default port; the
+# script stops the instances of the packages it installed itself, and never touches a
+# service it did not install. With everything present it only runs dpkg -s and exits.
 set -euo pipefail
 
+if [ $# -eq 0 ]; then
+	set -- redis-server redis-tools memcached mariadb-server mariadb-client
+fi
+
 need=()
-for pkg in $*; do
+for pkg in "$@"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
+
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
 echo "== installing ${need[*]}"
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+apt update -qq
+apt install -y -qq --no-install-recommends "${need[@]}"
+
+# The service each server package registers; clients and tools have none.
+for pkg in "${need[@]}"; do
+	case "$pkg" in
+	redis-server) svc=redis-server ;;
+	memcached) svc=memcached ;;
+	mariadb-server) svc=mariadb ;;
+	*) continue ;;
+	esac
+	# Without an init system (a container) there is nothing to stop, and that is fine.
+	$sudo service "$svc" stop >/dev/null 2>&1 || true
+done

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/config"
@@ -43,39 +45,54 @@ type env struct {
 	signals <-chan os.Signal
 }
 
-// builtBackends names the cache backends this build has, for config warnings.
-func builtBackends() map[string]bool { return map[string]bool{} }
-
 const usageText = `Usage: calcserver [flags]
+       calcserver purge [-config PATH] -match TEXT
 
 Answers GET /calc?input=<key> after a simulated job on a simulated CPU core.
 
 Flags:
 `
 
-// run is calcserver's testable main; it returns the process exit code.
-func run(args []string, e env) int {
-	fs := flag.NewFlagSet("calcserver", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(e.stderr, usageText)
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// parseFlags parses args into fs and refuses positional arguments. When it returns
+// ok false, the command exits with code.
+func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// run is calcserver's testable main; it returns the process exit code.
+func run(args []string, e env) int {
+	if len(args) > 0 && args[0] == "purge" {
+		return purge(args[1:], e)
+	}
+	fs := newFlagSet("calcserver", e.stderr, usageText)
 	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG, else built-in defaults)")
 	port := fs.String("port", "", "listen port 0..65535, overrides Port (default: Port from the config, else 80)")
 	memcache := fs.String("memcache-server", "", "memcached host:port, overrides MemcacheServers")
 	check := fs.Bool("check", false, "validate the configuration, print it with secrets masked, exit 0 if valid or 1")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(e.stderr, "calcserver: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitUsage
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	if *showVersion {
 		fmt.Fprintf(e.stdout, "calcserver %s\n", version)
@@ -124,6 +141,7 @@ func run(args []string, e env) int {
 		for _, w := range warnings {
 			fmt.Fprintf(e.stderr, "calcserver: warning: %s\n", w)
 		}
+		fmt.Fprintf(e.stderr, "calcserver: cache chain: %s\n", describeChain(chainOrder(cfg)))
 		fmt.Fprintf(e.stderr, "calcserver: configuration %s test is successful\n", describe(cfg.Source))
 		return exitOK
 	}
@@ -135,6 +153,13 @@ func describe(source string) string {
 		return "(built-in defaults)"
 	}
 	return source
+}
+
+func describeChain(names []string) string {
+	if len(names) == 0 {
+		return "none (every request is computed)"
+	}
+	return strings.Join(names, " -> ")
 }
 
 func indent(s string) string {
@@ -199,25 +224,51 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		return exitRuntime
 	}
 
-	var tiers []cache.Tier
+	var mem *cache.Memory
 	if cfg.MemoryCacheSize > 0 {
-		mem := cache.NewMemory(cfg.MemoryCacheSize, cfg.CacheTTL)
+		mem = cache.NewMemory(cfg.MemoryCacheSize, cfg.CacheTTL)
 		defer mem.Close()
-		tiers = append(tiers, cache.Tier{Name: "memory", Cache: mem})
 	}
-	chain := cache.NewChain(tiers...)
+	// go-redis logs failed dials through a logger of its own; the chain already
+	// reports a backend's state, so its lines go to debug.
+	goredis.SetLogger(redisLog{log})
+	backends, err := openBackends(cfg, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
+		return exitRuntime
+	}
+	defer func() {
+		for _, b := range backends {
+			_ = b.close()
+		}
+	}()
+	for _, b := range backends {
+		if b.mysql == nil {
+			continue
+		}
+		if err := initMySQL(context.Background(), b, log); err != nil {
+			log.Error("startup failed", "err", err)
+			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
+			return exitRuntime
+		}
+	}
+	reg := prometheus.NewRegistry()
+	chain := cache.NewChain(cache.Options{Timeout: cfg.CacheTimeout, Logger: log, Registerer: reg}, tiers(cfg, mem, backends)...)
+	checkCtx, cancelCheck := context.WithTimeout(context.Background(), startupTimeout(cfg))
+	chain.Check(checkCtx) // logs each backend that does not answer
+	cancelCheck()
 
 	o := server.Options{
-		Queue:        queue.Options{Cores: cfg.Cores, QueueSize: cfg.QueueSize, WorkTime: cfg.WorkTime, Mode: mode},
-		Cache:        chain,
-		CalcVersion:  cfg.CalcVersion,
-		Format:       format,
-		CacheTTL:     cfg.CacheTTL,
-		CacheTimeout: cfg.CacheTimeout,
-		DenyPattern:  cfg.DenyPattern,
-		Host:         e.host,
-		Version:      version,
-		Logger:       log,
+		Queue:       queue.Options{Cores: cfg.Cores, QueueSize: cfg.QueueSize, WorkTime: cfg.WorkTime, Mode: mode},
+		Cache:       chain,
+		CalcVersion: cfg.CalcVersion,
+		Format:      format,
+		CacheTTL:    cfg.CacheTTL,
+		Registry:    reg,
+		DenyPattern: cfg.DenyPattern,
+		Host:        e.host,
+		Version:     version,
+		Logger:      log,
 	}
 	if logFile != nil {
 		o.LogWriteFailed = logFile.Failed
@@ -239,7 +290,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		defer stop()
 	}
 
-	attrs := []any{"version", version, "port", srv.Port(), "config", describe(cfg.Source), "cache", strings.Join(chain.Names(), ",")}
+	attrs := []any{"version", version, "port", srv.Port(), "config", describe(cfg.Source), "cache", describeChain(chain.Names())}
 	for _, kv := range cfg.Entries() {
 		attrs = append(attrs, kv.Key, kv.Value)
 	}
@@ -264,16 +315,16 @@ func serve(cfg config.Config, warnings []string, e env) int {
 			log.Info("log file reopened", "path", logFile.Path())
 			continue
 		}
-		return shutdown(srv, cfg, log, s, e.signals)
+		return shutdown(srv, chain, cfg, log, s, e.signals)
 	}
-	return shutdown(srv, cfg, log, nil, nil)
+	return shutdown(srv, chain, cfg, log, nil, nil)
 }
 
 // shutdown drains the server as DESIGN.md says: /healthcheck 503 at once, everything
 // else served for ShutdownDelay, then no new jobs while running and waiting jobs
 // finish, for at most ShutdownTimeout.
 // A second SIGTERM or SIGINT during ShutdownDelay ends the delay early.
-func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger, sig os.Signal, more <-chan os.Signal) int {
+func shutdown(srv *server.Server, chain *cache.Chain, cfg config.Config, log *slog.Logger, sig os.Signal, more <-chan os.Signal) int {
 	log.Info("shutdown begins", "signal", fmt.Sprint(sig), "delay", cfg.ShutdownDelay, "timeout", cfg.ShutdownTimeout)
 	srv.BeginDrain()
 	if cfg.ShutdownDelay > 0 {
@@ -298,7 +349,11 @@ func shutdown(srv *server.Server, cfg config.Config, log *slog.Logger, sig os.Si
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("shutdown timed out; jobs abandoned", "err", err, "waited", time.Since(start))
 		srv.Close()
-		return exitOK
+	}
+	// Finished jobs queued their results for the shared caches: flush them so
+	// another server finds them.
+	if err := chain.Close(ctx); err != nil {
+		log.Warn("shutdown timed out; cache writes abandoned", "err", err, "pending", chain.Pending())
 	}
 	log.Info("shutdown complete", "waited", time.Since(start))
 	return exitOK
@@ -321,4 +376,11 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// redisLog sends go-redis's own log lines to the server's log at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }

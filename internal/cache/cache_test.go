@@ -60,39 +60,3 @@ func TestMemoryExpiresAfterTTL(t *testing.T) {
 	}
 }
 
-// failing is a tier that cannot answer.
-type failing struct{}
-
-func (failing) Get(context.Context, string) (calc.Result, error) {
-	return calc.Result{}, errors.New("down")
-}
-func (failing) Set(context.Context, string, calc.Result) error { return errors.New("down") }
-
-func TestChainLooksUpInOrderAndFillsUpperTiers(t *testing.T) {
-	upper, lower := NewMemory(10, 0), NewMemory(10, 0)
-	t.Cleanup(upper.Close)
-	t.Cleanup(lower.Close)
-	c := NewChain(Tier{"upper", upper}, Tier{"broken", failing{}}, Tier{"lower", lower})
-	ctx := context.Background()
-	want := calc.Result{7}
-	_ = lower.Set(ctx, "k", want)
-	got, tier, err := c.Get(ctx, "k")
-	if err != nil || got != want || tier != "lower" {
-		t.Fatalf("Get = %x, %q, %v", got, tier, err)
-	}
-	if got, tier, _ := c.Get(ctx, "k"); tier != "upper" || got != want {
-		t.Fatalf("second Get came from %q: upper tier was not filled", tier)
-	}
-	if err := c.Set(ctx, "j", want); err == nil {
-		t.Fatal("Set hid the broken tier's error")
-	}
-	if _, err := lower.Get(ctx, "j"); err != nil {
-		t.Fatal("Set skipped the tier after a broken one")
-	}
-	if _, _, err := NewChain().Get(ctx, "k"); !errors.Is(err, ErrMiss) {
-		t.Fatalf("empty chain: %v", err)
-	}
-	if n := c.Names(); len(n) != 3 || n[0] != "upper" || n[2] != "lower" {
-		t.Fatalf("Names = %v", n)
-	}
-}

@@ -3,65 +3,414 @@ package cache
 import (
 	"context"
 	"errors"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 )
 
-// Tier is one named cache in a Chain.
+// Tier is one named cache in a Chain. A Local tier lives in this process (the
+// memory tier): it cannot fail, so it gets no deadline, no circuit breaker and
+// synchronous writes. Every other tier is a shared backend that can be slow or down.
 type Tier struct {
 	Name  string
 	Cache Cache
+	Local bool
 }
 
-// Chain looks a key up in its tiers in order and writes to all of them.
+// Options tune a Chain. The zero value works.
+type Options struct {
+	// Timeout is the deadline of each operation on a shared tier (CacheTimeout).
+	// If zero, 100ms is used.
+	Timeout time.Duration
+	// BackoffMin and BackoffMax bound the circuit breaker's back-off: a failing
+	// backend is bypassed for BackoffMin, then probed; each failed probe doubles the
+	// wait up to BackoffMax. If zero, 250ms and 2s are used.
+	BackoffMin, BackoffMax time.Duration
+	// Failures is how many consecutive failures open the breaker. If zero, 3.
+	Failures int
+	// Writers is the number of write workers per shared tier, and QueueLen the number
+	// of writes each may hold before new ones are dropped (and counted). Writes to a
+	// shared tier leave the request path but never grow without bound. If zero, 4
+	// and 256.
+	Writers, QueueLen int
+	// Logger receives backend state changes and corrupt values. If nil, nothing is
+	// logged.
+	Logger *slog.Logger
+	// Registerer receives the per-backend metrics. If nil, they are not exported.
+	Registerer prometheus.Registerer
+}
+
+// Chain looks a key up tier by tier, fastest first, fills the tiers above a hit,
+// writes to every tier, and keeps any shared backend from failing a request.
 type Chain struct {
-	tiers []Tier
+	o     Options
+	tiers []*tier
+	log   *slog.Logger
+	seed  maphash.Seed
+
+	closeOnce sync.Once
+	stop      chan struct{}  // closed by Close: stops probers
+	writers   sync.WaitGroup // write workers and probers
 }
 
-// NewChain returns a chain over tiers, fastest first. A chain without tiers misses
-// every lookup and stores nothing.
-func NewChain(tiers ...Tier) *Chain {
-	return &Chain{tiers: tiers}
+// op is a queued write or delete on a shared tier.
+type op struct {
+	key    string
+	r      calc.Result
+	delete bool
+}
+
+// tier is a Tier with its breaker, write queues and metrics.
+type tier struct {
+	Tier
+	queues []chan op
+
+	mu       sync.Mutex
+	down     bool // breaker open: every operation is bypassed
+	failures int  // consecutive failures while closed
+	backoff  time.Duration
+	lastErr  error
+	up       atomic.Bool
+
+	m tierMetrics
+}
+
+// NewChain returns a chain over tiers in lookup order and starts the write workers
+// of its shared tiers. Close stops them.
+func NewChain(o Options, tiers ...Tier) *Chain {
+	if o.Timeout <= 0 {
+		o.Timeout = 100 * time.Millisecond
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 250 * time.Millisecond
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(2*time.Second, o.BackoffMin)
+	}
+	if o.Failures <= 0 {
+		o.Failures = 3
+	}
+	if o.Writers <= 0 {
+		o.Writers = 4
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 256
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Chain{o: o, log: log, seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	m := newChainMetrics(o.Registerer)
+	for _, t := range tiers {
+		ct := &tier{Tier: t, backoff: o.BackoffMin}
+		ct.up.Store(true)
+		ct.m = m.forTier(t.Name, &ct.up)
+		if !t.Local {
+			for range o.Writers {
+				q := make(chan op, o.QueueLen)
+				ct.queues = append(ct.queues, q)
+				c.writers.Go(func() { c.writeLoop(ct, q) })
+			}
+		}
+		c.tiers = append(c.tiers, ct)
+	}
+	return c
 }
 
 // Get returns the result for key and the name of the tier that held it, or ErrMiss.
-// A hit in a lower tier is copied into the tiers above it.
+// A hit in a lower tier is copied into the tiers above it. A shared tier that fails,
+// is bypassed, or holds a corrupt value counts as a miss in that tier; a corrupt value
+// is deleted.
 func (c *Chain) Get(ctx context.Context, key string) (calc.Result, string, error) {
 	for i, t := range c.tiers {
-		r, err := t.Cache.Get(ctx, key)
+		r, err := c.get(ctx, t, key)
 		if err != nil {
 			continue
 		}
 		for _, up := range c.tiers[:i] {
-			_ = up.Cache.Set(ctx, key, r)
+			c.set(up, key, r)
 		}
 		return r, t.Name, nil
 	}
 	return calc.Result{}, "", ErrMiss
 }
 
-// Set stores r for key in every tier and returns the errors of those that failed.
-func (c *Chain) Set(ctx context.Context, key string, r calc.Result) error {
-	var errs []error
+func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, error) {
+	if t.Local {
+		r, err := t.Cache.Get(ctx, key)
+		if err != nil {
+			t.m.miss.Inc()
+		} else {
+			t.m.hit.Inc()
+		}
+		return r, err
+	}
+	if t.bypassed() {
+		t.m.bypass.Inc()
+		return calc.Result{}, ErrMiss
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	start := time.Now()
+	r, err := t.Cache.Get(ctx, key)
+	cancel()
+	t.m.getTime.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		t.m.hit.Inc()
+		c.succeeded(t)
+	case errors.Is(err, ErrMiss):
+		t.m.miss.Inc()
+		c.succeeded(t)
+	case errors.Is(err, ErrCorrupt):
+		t.m.corrupt.Inc()
+		c.succeeded(t)
+		c.log.Warn("cache: corrupt value deleted", "backend", t.Name, "key", key, "err", err)
+		c.enqueue(t, op{key: key, delete: true})
+	default:
+		t.m.errors.Inc()
+		c.failed(t, err)
+	}
+	return r, err
+}
+
+// Set stores r for key in every tier: at once in local tiers, through the bounded
+// write queues in shared ones.
+func (c *Chain) Set(key string, r calc.Result) {
 	for _, t := range c.tiers {
-		if err := t.Cache.Set(ctx, key, r); err != nil {
-			errs = append(errs, err)
+		c.set(t, key, r)
+	}
+}
+
+func (c *Chain) set(t *tier, key string, r calc.Result) {
+	if t.Local {
+		_ = t.Cache.Set(context.Background(), key, r)
+		return
+	}
+	c.enqueue(t, op{key: key, r: r})
+}
+
+// enqueue hands o to the write worker that owns key, so that operations on one key
+// keep their order (a corrupt value's delete never overtakes its replacement).
+func (c *Chain) enqueue(t *tier, o op) {
+	if t.bypassed() {
+		t.m.bypass.Inc()
+		return
+	}
+	q := t.queues[maphash.String(c.seed, o.key)%uint64(len(t.queues))]
+	select {
+	case q <- o:
+	default:
+		t.m.dropped.Inc()
+	}
+}
+
+func (c *Chain) writeLoop(t *tier, q chan op) {
+	for o := range q {
+		if t.bypassed() {
+			t.m.bypass.Inc()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
+		start := time.Now()
+		var err error
+		if o.delete {
+			if d, ok := t.Cache.(Deleter); ok {
+				err = d.Delete(ctx, o.key)
+			}
+		} else {
+			err = t.Cache.Set(ctx, o.key, o.r)
+		}
+		cancel()
+		t.m.setTime.Observe(time.Since(start).Seconds())
+		if err != nil {
+			t.m.errors.Inc()
+			c.failed(t, err)
+			continue
+		}
+		c.succeeded(t)
+	}
+}
+
+func (t *tier) bypassed() bool { return !t.up.Load() }
+
+func (c *Chain) succeeded(t *tier) {
+	t.mu.Lock()
+	t.failures = 0
+	t.mu.Unlock()
+}
+
+// failed counts a failure; the one that reaches Options.Failures opens the breaker
+// and starts the prober.
+func (c *Chain) failed(t *tier, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastErr = err
+	if t.down {
+		return
+	}
+	t.failures++
+	if t.failures < c.o.Failures {
+		return
+	}
+	c.open(t, err, "cache backend down: bypassed until it answers again")
+}
+
+// open marks t down, logs why, and starts its prober; t.mu is held.
+func (c *Chain) open(t *tier, err error, why string) {
+	t.down = true
+	t.up.Store(false)
+	t.backoff = c.o.BackoffMin
+	c.log.Warn(why, "backend", t.Name, "err", err)
+	c.writers.Go(func() { c.probe(t) })
+}
+
+// probe waits out the back-off, then asks the backend whether it answers, doubling
+// the back-off after each failure, until it does or the chain is closed.
+func (c *Chain) probe(t *tier) {
+	for {
+		t.mu.Lock()
+		wait := t.backoff
+		t.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-c.stop:
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		err := c.ping(t)
+		t.mu.Lock()
+		if err == nil {
+			t.down, t.failures, t.lastErr = false, 0, nil
+			t.backoff = c.o.BackoffMin
+			t.up.Store(true)
+			t.mu.Unlock()
+			c.log.Info("cache backend up again", "backend", t.Name)
+			return
+		}
+		t.lastErr = err
+		t.backoff = min(2*t.backoff, c.o.BackoffMax)
+		t.mu.Unlock()
+	}
+}
+
+// ping asks t whether it answers: with Ping when it has one, else with a lookup
+// whose miss is as good as a hit.
+func (c *Chain) ping(t *tier) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
+	defer cancel()
+	if p, ok := t.Cache.(Pinger); ok {
+		return p.Ping(ctx)
+	}
+	_, err := t.Cache.Get(ctx, "unicorn-probe")
+	if errors.Is(err, ErrMiss) || errors.Is(err, ErrCorrupt) {
+		return nil
+	}
+	return err
+}
+
+// Check pings every shared tier once, as at startup, and marks those that do not
+// answer down (they are probed again in the background). It returns the error of
+// each tier that failed, by name.
+func (c *Chain) Check(ctx context.Context) map[string]error {
+	errs := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range c.tiers {
+		if t.Local {
+			continue
+		}
+		wg.Go(func() {
+			err := c.pingCtx(ctx, t)
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			errs[t.Name] = err
+			mu.Unlock()
+			t.mu.Lock()
+			t.lastErr = err
+			if !t.down {
+				c.open(t, err, "cache backend unreachable at startup: serving without it, probing it")
+			}
+			t.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func (c *Chain) pingCtx(ctx context.Context, t *tier) error {
+	done := make(chan error, 1)
+	go func() { done <- c.ping(t) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the probers and lets the write workers finish what is queued, until
+// ctx ends. Set must not be called after Close.
+func (c *Chain) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		for _, t := range c.tiers {
+			for _, q := range t.queues {
+				close(q)
+			}
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		c.writers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Pending returns the number of writes queued for shared tiers.
+func (c *Chain) Pending() int {
+	n := 0
+	for _, t := range c.tiers {
+		for _, q := range t.queues {
+			n += len(q)
 		}
 	}
-	return errors.Join(errs...)
+	return n
 }
 
 // Health is the state of one tier, as /healthcheck shows it.
 type Health struct {
 	Name    string `json:"name"`
 	Healthy bool   `json:"healthy"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Health reports every tier's state, in lookup order.
 func (c *Chain) Health() []Health {
 	h := make([]Health, len(c.tiers))
 	for i, t := range c.tiers {
-		h[i] = Health{Name: t.Name, Healthy: true}
+		h[i] = Health{Name: t.Name, Healthy: t.up.Load()}
+		if !h[i].Healthy {
+			t.mu.Lock()
+			if t.lastErr != nil {
+				h[i].Error = t.lastErr.Error()
+			}
+			t.mu.Unlock()
+		}
 	}
 	return h
 }

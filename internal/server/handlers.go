@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,7 +32,7 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.key = key
-	if denied(key, s.o.DenyPattern) {
+	if cache.MatchKey(key, s.o.DenyPattern...) {
 		s.fail(w, http.StatusForbidden, "input is denied by DenyPattern")
 		return
 	}
@@ -106,11 +105,7 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 // context, so its result is stored even when every client has gone.
 func (s *Server) compute(key string) ([]byte, error) {
 	res := calc.Sum(s.o.CalcVersion, []byte(key))
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.CacheTimeout)
-	defer cancel()
-	if err := s.cache.Set(ctx, key, res); err != nil {
-		s.log.Warn("cache write failed", "key", escape(key), "err", err)
-	}
+	s.cache.Set(key, res)
 	return res[:], nil
 }
 

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
 	"net/url"
 	"strings"
@@ -44,27 +42,6 @@ func inputKey(rawQuery string) (string, error) {
 		return key, nil
 	}
 	return "", errNoKey
-}
-
-// denied reports whether key, or its base64-decoded text when it is valid base64,
-// contains one of patterns.
-func denied(key string, patterns []string) bool {
-	if len(patterns) == 0 {
-		return false
-	}
-	var decoded []byte
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
-		if d, err := enc.DecodeString(key); err == nil {
-			decoded = d
-			break
-		}
-	}
-	for _, p := range patterns {
-		if strings.Contains(key, p) || (decoded != nil && bytes.Contains(decoded, []byte(p))) {
-			return true
-		}
-	}
-	return false
 }
 
 // escape renders a key for a log line: printable ASCII stays, everything else

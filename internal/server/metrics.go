@@ -19,8 +19,7 @@ type metrics struct {
 	logLost    prometheus.CounterFunc
 }
 
-func newMetrics(q *queue.Queue, logLost func() float64) *metrics {
-	reg := prometheus.NewRegistry()
+func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost func() float64) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

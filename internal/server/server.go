@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
@@ -30,12 +31,14 @@ type Options struct {
 	CalcVersion    int           // 0 means 1
 	Format         calc.Format   // response body encoding
 	CacheTTL       time.Duration // sets Cache-Control max-age; 0 = 86400 s
-	CacheTimeout   time.Duration // deadline of each cache operation; 0 = 100ms
 	DenyPattern    []string      // keys containing one of these are refused with 403
 	Host           string        // X-Served-By
 	Version        string        // build version shown by /healthcheck
 	Logger         *slog.Logger  // nil: discard
 	LogWriteFailed func() int64  // lost log writes, for /metrics; nil: none
+	// Registry receives the server's metrics and is served on /metrics; pass the one
+	// the cache chain registers on. Nil: a registry of the server's own.
+	Registry *prometheus.Registry
 }
 
 // Server answers the calcserver wire contract.
@@ -71,11 +74,11 @@ func New(o Options) *Server {
 	if o.CalcVersion == 0 {
 		o.CalcVersion = 1
 	}
-	if o.CacheTimeout <= 0 {
-		o.CacheTimeout = 100 * time.Millisecond
-	}
 	if o.Cache == nil {
-		o.Cache = cache.NewChain()
+		o.Cache = cache.NewChain(cache.Options{})
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -91,7 +94,7 @@ func New(o Options) *Server {
 	var m *metrics
 	qo.Observe = func(held time.Duration) { m.jobs.Observe(held.Seconds()) }
 	s.q = queue.New(qo)
-	m = newMetrics(s.q, lost)
+	m = newMetrics(o.Registry, s.q, lost)
 	s.m = m
 
 	maxAge := int64(86400)

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,7 +53,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	logs := &syncBuffer{}
 	o := Options{
 		Queue:       queue.Options{Cores: 1, QueueSize: 5, WorkTime: 20 * time.Millisecond, Mode: queue.Sleep},
-		Cache:       cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+		Cache:       cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
 		CalcVersion: 1,
 		Host:        "test-host",
 		Version:     "test",
@@ -404,7 +406,7 @@ func FuzzInputKey(f *testing.F) {
 func BenchmarkCalcHit(b *testing.B) {
 	s := New(Options{
 		Queue: queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
-		Cache: cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+		Cache: cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
 	})
 	h := s.Handler()
 	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
@@ -438,7 +440,7 @@ func (w *discardWriter) WriteHeader(code int) { w.code = code }
 func BenchmarkCalcHitLogged(b *testing.B) {
 	s := New(Options{
 		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
-		Cache:  cache.NewChain(cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0)}),
+		Cache:  cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	h := s.Handler()
@@ -508,4 +510,33 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// downCache is a shared backend that never answers.
+type downCache struct{}
+
+func (downCache) Get(context.Context, string) (calc.Result, error) {
+	return calc.Result{}, errors.New("connection refused")
+}
+func (downCache) Set(context.Context, string, calc.Result) error {
+	return errors.New("connection refused")
+}
+
+func TestADeadBackendDegradesHealthButNeverFailsARequest(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Queue.WorkTime = time.Millisecond
+		o.Cache = cache.NewChain(cache.Options{Failures: 1, BackoffMin: time.Hour},
+			cache.Tier{Name: "memory", Cache: cache.NewMemory(100, 0), Local: true},
+			cache.Tier{Name: "redis", Cache: downCache{}})
+	})
+	for i := range 5 {
+		if resp, _ := f.do(t, "GET", fmt.Sprintf("/calc?input=k%d", i)); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, body := f.do(t, "GET", "/healthcheck")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"status":"degraded"`) ||
+		!strings.Contains(body, `{"name":"redis","healthy":false,"error":"connection refused"}`) {
+		t.Fatalf("healthcheck %d %s", resp.StatusCode, body)
+	}
 }

@@ -1,0 +1,296 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+)
+
+// fake is a shared backend whose failures the test controls.
+type fake struct {
+	mu      sync.Mutex
+	data    map[string][]byte
+	down    bool
+	delay   time.Duration
+	gets    atomic.Int64
+	pings   atomic.Int64
+	deletes atomic.Int64
+	version int
+}
+
+func newFake() *fake { return &fake{data: map[string][]byte{}, version: 1} }
+
+func (f *fake) setDown(d bool) {
+	f.mu.Lock()
+	f.down = d
+	f.mu.Unlock()
+}
+
+func (f *fake) wait(ctx context.Context) error {
+	f.mu.Lock()
+	down, delay := f.down, f.delay
+	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if down {
+		return errors.New("fake: connection refused")
+	}
+	return nil
+}
+
+func (f *fake) Get(ctx context.Context, key string) (calc.Result, error) {
+	f.gets.Add(1)
+	if err := f.wait(ctx); err != nil {
+		return calc.Result{}, err
+	}
+	f.mu.Lock()
+	v, ok := f.data[key]
+	f.mu.Unlock()
+	if !ok {
+		return calc.Result{}, ErrMiss
+	}
+	return DecodeValue(f.version, key, v)
+}
+
+func (f *fake) Set(ctx context.Context, key string, r calc.Result) error {
+	if err := f.wait(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.data[key] = EncodeValue(f.version, key, r)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fake) Delete(ctx context.Context, key string) error {
+	f.deletes.Add(1)
+	if err := f.wait(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	delete(f.data, key)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fake) Ping(ctx context.Context) error {
+	f.pings.Add(1)
+	return f.wait(ctx)
+}
+
+func (f *fake) raw(key string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.data[key]
+}
+
+func (f *fake) put(key string, v []byte) {
+	f.mu.Lock()
+	f.data[key] = v
+	f.mu.Unlock()
+}
+
+func closeChain(t *testing.T, c *Chain) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within 5s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestChainLooksUpInOrderAndFillsUpperTiers(t *testing.T) {
+	mem := NewMemory(10, 0)
+	t.Cleanup(mem.Close)
+	shared := newFake()
+	c := NewChain(Options{}, Tier{Name: "memory", Cache: mem, Local: true}, Tier{Name: "shared", Cache: shared})
+	closeChain(t, c)
+	ctx := context.Background()
+	want := calc.Sum(1, []byte("k"))
+	shared.put("k", EncodeValue(1, "k", want))
+	got, tier, err := c.Get(ctx, "k")
+	if err != nil || got != want || tier != "shared" {
+		t.Fatalf("Get = %x, %q, %v", got, tier, err)
+	}
+	if got, tier, _ := c.Get(ctx, "k"); tier != "memory" || got != want {
+		t.Fatalf("second Get came from %q: the memory tier was not filled", tier)
+	}
+	c.Set("j", calc.Sum(1, []byte("j")))
+	eventually(t, "the write reaching the shared tier", func() bool { return shared.raw("j") != nil })
+	if _, err := mem.Get(ctx, "j"); err != nil {
+		t.Fatal("Set skipped the memory tier")
+	}
+	if _, _, err := NewChain(Options{}).Get(ctx, "k"); !errors.Is(err, ErrMiss) {
+		t.Fatalf("empty chain: %v", err)
+	}
+	if n := c.Names(); len(n) != 2 || n[0] != "memory" || n[1] != "shared" {
+		t.Fatalf("Names = %v", n)
+	}
+}
+
+func TestChainDeletesAndCountsCorruptValues(t *testing.T) {
+	shared := newFake()
+	reg := prometheus.NewRegistry()
+	c := NewChain(Options{Registerer: reg}, Tier{Name: "redis", Cache: shared})
+	closeChain(t, c)
+	shared.put("k", EncodeValue(1, "other", calc.Sum(1, []byte("other"))))
+	if _, _, err := c.Get(context.Background(), "k"); !errors.Is(err, ErrMiss) {
+		t.Fatalf("a corrupt value was served: %v", err)
+	}
+	eventually(t, "the corrupt value's deletion", func() bool { return shared.raw("k") == nil })
+	if n := testutil.ToFloat64(c.tiers[0].m.corrupt); n != 1 {
+		t.Fatalf("corrupt counter %v", n)
+	}
+	c.Set("k", calc.Sum(1, []byte("k")))
+	eventually(t, "the replacement", func() bool { return shared.raw("k") != nil })
+	if r, _, err := c.Get(context.Background(), "k"); err != nil || r != calc.Sum(1, []byte("k")) {
+		t.Fatalf("replacement not served: %v", err)
+	}
+}
+
+func TestChainBypassesADeadBackendAndProbesItBack(t *testing.T) {
+	shared := newFake()
+	reg := prometheus.NewRegistry()
+	c := NewChain(Options{BackoffMin: 20 * time.Millisecond, BackoffMax: 80 * time.Millisecond, Registerer: reg},
+		Tier{Name: "redis", Cache: shared})
+	closeChain(t, c)
+	ctx := context.Background()
+	shared.setDown(true)
+	for range 3 {
+		if _, _, err := c.Get(ctx, "k"); !errors.Is(err, ErrMiss) {
+			t.Fatalf("a failing backend must look like a miss, got %v", err)
+		}
+	}
+	h := c.Health()
+	if h[0].Healthy || !strings.Contains(h[0].Error, "connection refused") {
+		t.Fatalf("after 3 failures health is %+v", h)
+	}
+	gets := shared.gets.Load()
+	for range 100 {
+		_, _, _ = c.Get(ctx, "k")
+	}
+	if shared.gets.Load() != gets {
+		t.Fatal("an open breaker still sent lookups to the backend")
+	}
+	if n := testutil.ToFloat64(c.tiers[0].m.bypass); n != 100 {
+		t.Fatalf("bypass counter %v, want 100", n)
+	}
+	eventually(t, "two probes", func() bool { return shared.pings.Load() >= 2 })
+	shared.setDown(false)
+	eventually(t, "recovery", func() bool { return c.Health()[0].Healthy })
+	if _, _, err := c.Get(ctx, "k"); !errors.Is(err, ErrMiss) || shared.gets.Load() == gets {
+		t.Fatal("the recovered backend is not asked again")
+	}
+	if v := gaugeValue(t, reg, "calcserver_cache_up"); v != 1 {
+		t.Fatalf("calcserver_cache_up %v", v)
+	}
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func TestChainBackoffDoublesUpToTheMaximum(t *testing.T) {
+	shared := newFake()
+	shared.setDown(true)
+	c := NewChain(Options{BackoffMin: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond}, Tier{Name: "x", Cache: shared})
+	closeChain(t, c)
+	if errs := c.Check(context.Background()); errs["x"] == nil {
+		t.Fatal("Check did not report the dead backend")
+	}
+	eventually(t, "four probes", func() bool { return shared.pings.Load() >= 5 })
+	c.tiers[0].mu.Lock()
+	b := c.tiers[0].backoff
+	c.tiers[0].mu.Unlock()
+	if b != 40*time.Millisecond {
+		t.Fatalf("back-off after several failed probes is %v, want the 40ms maximum", b)
+	}
+}
+
+func TestChainDeadlineBoundsASlowBackend(t *testing.T) {
+	shared := newFake()
+	shared.delay = time.Hour
+	c := NewChain(Options{Timeout: 30 * time.Millisecond}, Tier{Name: "slow", Cache: shared})
+	closeChain(t, c)
+	start := time.Now()
+	if _, _, err := c.Get(context.Background(), "k"); !errors.Is(err, ErrMiss) {
+		t.Fatalf("Get: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Get took %v against a 30ms CacheTimeout", d)
+	}
+}
+
+func TestChainWritesAreBoundedAgainstASlowBackend(t *testing.T) {
+	shared := newFake()
+	shared.delay = 200 * time.Millisecond
+	c := NewChain(Options{Timeout: time.Second, Writers: 2, QueueLen: 3, Failures: 1000}, Tier{Name: "slow", Cache: shared})
+	closeChain(t, c)
+	for i := range 100 {
+		c.Set(fmt.Sprint(i), calc.Result{})
+	}
+	if p := c.Pending(); p > 2*3 {
+		t.Fatalf("%d writes pending, bound is 6", p)
+	}
+	if d := testutil.ToFloat64(c.tiers[0].m.dropped); d < 100-2*3-2 {
+		t.Fatalf("only %v writes dropped", d)
+	}
+}
+
+func TestChainCloseFlushesQueuedWrites(t *testing.T) {
+	shared := newFake()
+	shared.delay = 5 * time.Millisecond
+	c := NewChain(Options{Writers: 1, QueueLen: 50}, Tier{Name: "x", Cache: shared})
+	for i := range 20 {
+		c.Set(fmt.Sprint(i), calc.Sum(1, []byte(fmt.Sprint(i))))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if shared.raw(fmt.Sprint(i)) == nil {
+			t.Fatalf("write %d lost at Close", i)
+		}
+	}
+}

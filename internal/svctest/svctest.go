@@ -1,0 +1,340 @@
+// Package svctest starts real redis-server, memcached and mariadbd processes on free
+// loopback ports, so tests and benchmarks exercise the same servers production uses
+// instead of fakes. It is a regular package, not a _test file, so a benchmark command can
+// reuse it; the Redis, Memcached, MariaDB and RedisCluster wrappers tie a process to a
+// test's lifetime.
+package svctest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	// startAttempts bounds how often a start picks a new port after losing the race for
+	// the one it picked to another process.
+	startAttempts = 5
+	// restartBindWindow is how long Restart keeps retrying its fixed port, because the
+	// port of a killed process may still be held for a moment.
+	restartBindWindow = 10 * time.Second
+	// stopGrace is how long Stop waits after SIGTERM before it resorts to SIGKILL.
+	stopGrace = 10 * time.Second
+	// pollInterval is the pause between readiness probes; a server cannot signal that
+	// it is ready, so it has to be asked.
+	pollInterval = 25 * time.Millisecond
+	// probeTimeout bounds a single readiness probe, so a server that accepts but never
+	// answers cannot stall the wait past its deadline.
+	probeTimeout = time.Second
+	// waitDelay bounds how long Wait lingers for output pipes held open by a grandchild
+	// after the process itself has exited.
+	waitDelay = 2 * time.Second
+	// tailSize is how much of a process's output is kept for error messages.
+	tailSize = 8 << 10
+)
+
+// errAddrInUse marks a start that failed because the port was taken, so the caller
+// knows that trying again with another port (or later, in Restart) can succeed.
+var errAddrInUse = errors.New("svctest: address already in use")
+
+// Proc is one service process. Its exported fields describe where it listens; they do
+// not change across Restart.
+type Proc struct {
+	Name string // "redis", "memcached" or "mariadb"
+	Addr string // "127.0.0.1:PORT"
+	Port int
+	Dir  string // its data directory
+
+	bin     string
+	argsFor func(port int) []string
+	// probe reports nil once the server on addr answers and is the process with the
+	// given pid; a server that answers as another process is a stranger that won the
+	// race for the port.
+	probe func(ctx context.Context, addr string, pid int) error
+	wait  time.Duration // readiness deadline for one launch
+
+	mu  sync.Mutex
+	cur *run
+}
+
+// run is one launch of a Proc's binary. A Restart makes a new run, so the output tail in
+// an error message belongs to the launch that failed.
+type run struct {
+	cmd  *exec.Cmd
+	out  *tail
+	done chan struct{} // closed once cmd.Wait has returned
+	err  error         // cmd.Wait's result; read only after done is closed
+}
+
+// Running reports whether the process of the latest start is still alive.
+func (p *Proc) Running() bool {
+	r := p.current()
+	if r == nil {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone, which simulates a crash: the
+// server gets no chance to flush or say goodbye. Killing a stopped process is a no-op.
+func (p *Proc) Kill() error {
+	r := p.current()
+	if r == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return p.errorf(r, "kill: %w", err)
+	}
+	<-r.done // bounded: the process is gone and waitDelay caps the pipe copying
+	return nil
+}
+
+// Stop asks the process to exit with SIGTERM and waits up to 10 s before it kills it, so
+// a server gets to shut down cleanly. Stopping a stopped process is a no-op.
+func (p *Proc) Stop() error {
+	r := p.current()
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.done:
+		return nil
+	default:
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return p.errorf(r, "SIGTERM: %w", err)
+	}
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return nil
+	case <-t.C:
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+	return p.errorf(r, "did not exit within %v of SIGTERM; killed it", stopGrace)
+}
+
+// Restart starts the process again with the same port, arguments and data directory,
+// stopping it first if it still runs, and waits until it is ready. The port is fixed, so
+// a bind failure is retried for a few seconds while the old socket lingers.
+func (p *Proc) Restart() error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(restartBindWindow)
+	for {
+		err := p.launch()
+		if err == nil || !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
+			return err
+		}
+		// Nothing signals when the kernel lets go of the port; back off and try again.
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (p *Proc) current() *run {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur
+}
+
+// start launches p on a fresh port from pickPort, retrying with a new port when another
+// process grabs the chosen one between the probe and the server's bind.
+func (p *Proc) start(pickPort func() (int, error)) error {
+	var err error
+	for range startAttempts {
+		var port int
+		port, err = pickPort()
+		if err != nil {
+			return fmt.Errorf("svctest: %s: %w", p.Name, err)
+		}
+		p.Port = port
+		p.Addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+		err = p.launch()
+		if err == nil || !errors.Is(err, errAddrInUse) {
+			return err
+		}
+	}
+	return err
+}
+
+// launch starts the binary on p.Port and waits until it answers. A launch that does not
+// become ready is killed, so a failed start leaves no process behind.
+func (p *Proc) launch() error {
+	r := &run{out: &tail{}, done: make(chan struct{})}
+	r.cmd = exec.Command(p.bin, p.argsFor(p.Port)...)
+	r.cmd.Dir = p.Dir
+	r.cmd.Stdout = r.out
+	r.cmd.Stderr = r.out
+	r.cmd.SysProcAttr = sysProcAttr()
+	r.cmd.WaitDelay = waitDelay
+	if err := r.cmd.Start(); err != nil {
+		return p.errorf(r, "start: %w", err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.done)
+	}()
+	p.mu.Lock()
+	p.cur = r
+	p.mu.Unlock()
+
+	if err := p.waitReady(r); err != nil {
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		return err
+	}
+	return nil
+}
+
+// waitReady probes the server until it answers as r's process, r exits, or p.wait passes.
+func (p *Proc) waitReady(r *run) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.wait)
+	defer cancel()
+	// A probe stuck on a stranger that holds the port must end as soon as our process
+	// exits, so the start can move on to another port.
+	go func() {
+		select {
+		case <-r.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	var last error
+	for {
+		select {
+		case <-r.done:
+			return p.exitError(r)
+		case <-ctx.Done():
+			select {
+			case <-r.done:
+				return p.exitError(r)
+			default:
+			}
+			return p.errorf(r, "not ready within %v; last probe: %v", p.wait, last)
+		case <-t.C:
+		}
+		pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
+		last = p.probe(pctx, p.Addr, r.cmd.Process.Pid)
+		pcancel()
+		if last == nil {
+			return nil
+		}
+		t.Reset(pollInterval)
+	}
+}
+
+// exitError explains why r exited before it was ready, marking a lost port so the
+// caller can retry.
+func (p *Proc) exitError(r *run) error {
+	if r.out.contains("in use") {
+		return p.errorf(r, "exited (%v): %w", r.err, errAddrInUse)
+	}
+	return p.errorf(r, "exited before it was ready: %v", r.err)
+}
+
+// errorf formats an error that names the service, binary and port and carries the tail
+// of the process's output, which usually says what went wrong.
+func (p *Proc) errorf(r *run, format string, args ...any) error {
+	var out string
+	if s := strings.TrimSpace(r.out.String()); s != "" {
+		out = "\n--- output tail ---\n" + s
+	}
+	return fmt.Errorf("svctest: %s (%s, port %d): %w%s", p.Name, p.bin, p.Port, fmt.Errorf(format, args...), out)
+}
+
+// freePort returns a loopback port that was free a moment ago. The kernel hands out a
+// port nobody listens on; another process may still take it before the server binds,
+// which start handles by retrying.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lookBin finds a server binary on PATH, falling back to the Debian locations because
+// sbin directories are often missing from a non-login PATH.
+func lookBin(name string) (string, error) {
+	if path, err := exec.LookPath(name); err == nil {
+		return path, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"} {
+		path := filepath.Join(dir, name)
+		if fi, err := os.Stat(path); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return path, nil
+		}
+	}
+	return "", fmt.Errorf("svctest: %s not found on PATH, in /usr/sbin or /usr/bin (run scripts/deps.sh)", name)
+}
+
+// isRoot reports whether we run as root, where memcached and mariadbd refuse to start
+// unless told explicitly to run as root.
+func isRoot() bool { return os.Geteuid() == 0 }
+
+// tail keeps the last tailSize bytes written to it. It is safe for concurrent use,
+// because exec copies stdout and stderr from separate goroutines.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if over := len(t.buf) - tailSize; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+func (t *tail) contains(s string) bool { return strings.Contains(t.String(), s) }
+
+// deadlineConn dials addr and ends the connection's pending I/O when ctx is done, so a
+// probe against a server that accepts but never answers returns in time.
+func deadlineConn(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	return &ctxConn{Conn: c, stop: stop}, nil
+}
+
+// ctxConn is a net.Conn whose Close also drops deadlineConn's watch on the context.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}

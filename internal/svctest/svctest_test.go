@@ -1,0 +1,334 @@
+package svctest
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestRedisAnswersAndSurvivesKillAndRestart(t *testing.T) {
+	t.Parallel()
+	p := Redis(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1})
+	defer rdb.Close()
+
+	if err := rdb.Set(ctx, "unicorn", "sparkle", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	if got, err := rdb.Get(ctx, "unicorn").Result(); err != nil || got != "sparkle" {
+		t.Fatalf("GET = %q, %v; want sparkle", got, err)
+	}
+
+	port := p.Port
+	killAndCheckGone(t, p)
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded after Kill")
+	}
+
+	restart(t, p, port)
+	if err := rdb.Set(ctx, "unicorn", "again", 0).Err(); err != nil {
+		t.Fatalf("SET after restart: %v", err)
+	}
+	if got, err := rdb.Get(ctx, "unicorn").Result(); err != nil || got != "again" {
+		t.Fatalf("GET after restart = %q, %v; want again", got, err)
+	}
+}
+
+func TestRedisExtraArgsOverrideDefaults(t *testing.T) {
+	t.Parallel()
+	p := Redis(t, "--maxmemory", "7mb")
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1})
+	defer rdb.Close()
+	got, err := rdb.ConfigGet(context.Background(), "maxmemory").Result()
+	if err != nil {
+		t.Fatalf("CONFIG GET: %v", err)
+	}
+	if want := strconv.Itoa(7 << 20); got["maxmemory"] != want {
+		t.Fatalf("maxmemory = %q, want %s", got["maxmemory"], want)
+	}
+}
+
+func TestMemcachedAnswersAndSurvivesKillAndRestart(t *testing.T) {
+	t.Parallel()
+	p := Memcached(t)
+	mcSetGet(t, p.Addr, "unicorn", "sparkle")
+
+	port := p.Port
+	killAndCheckGone(t, p)
+	restart(t, p, port)
+	mcSetGet(t, p.Addr, "unicorn", "again")
+}
+
+func TestMariaDBKeepsDataAcrossKillAndRestart(t *testing.T) {
+	t.Parallel()
+	p := MariaDB(t)
+	root := openDB(t, p.DSN(""))
+	for _, q := range []string{
+		"CREATE DATABASE stable",
+		"CREATE TABLE stable.unicorns (name VARCHAR(32) PRIMARY KEY, horns INT NOT NULL)",
+		"INSERT INTO stable.unicorns VALUES ('sparkle', 1), ('twilight', 2)",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db := openDB(t, p.DSN("stable"))
+	if n := countHorns(t, db); n != 3 {
+		t.Fatalf("SUM(horns) = %d, want 3", n)
+	}
+
+	port := p.Port
+	killAndCheckGone(t, p)
+	if err := db.Ping(); err == nil {
+		t.Fatal("ping succeeded after Kill")
+	}
+
+	restart(t, p, port)
+	// InnoDB commits are durable, so a crash must not lose the rows.
+	if n := countHorns(t, db); n != 3 {
+		t.Fatalf("SUM(horns) after restart = %d, want 3", n)
+	}
+}
+
+func TestRedisClusterServesKeysOnEveryNode(t *testing.T) {
+	t.Parallel()
+	c := RedisCluster(t, 3)
+	if len(c.Nodes) != 3 || len(c.Addrs) != 3 {
+		t.Fatalf("cluster has %d nodes and %d addrs, want 3", len(c.Nodes), len(c.Addrs))
+	}
+	ctx := context.Background()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	defer rdb.Close()
+	for i := range 100 {
+		if err := rdb.Set(ctx, fmt.Sprintf("key-%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("SET key-%d: %v", i, err)
+		}
+	}
+	for i := range 100 {
+		got, err := rdb.Get(ctx, fmt.Sprintf("key-%d", i)).Int()
+		if err != nil || got != i {
+			t.Fatalf("GET key-%d = %d, %v; want %d", i, got, err, i)
+		}
+	}
+	for _, addr := range c.Addrs {
+		info, err := redisDo(ctx, addr, "CLUSTER", "INFO")
+		if err != nil {
+			t.Fatalf("CLUSTER INFO on %s: %v", addr, err)
+		}
+		if state := infoField(info, "cluster_state"); state != "ok" {
+			t.Errorf("%s: cluster_state:%s, want ok", addr, state)
+		}
+		// With keys spread by slot, every master should hold some of the 100.
+		n, err := redisDo(ctx, addr, "DBSIZE")
+		if err != nil || n == "0" {
+			t.Errorf("%s: DBSIZE = %q, %v; want some keys", addr, n, err)
+		}
+	}
+}
+
+func TestRedisClusterNeedsThreeMasters(t *testing.T) {
+	t.Parallel()
+	c, err := StartRedisCluster(t.TempDir(), 2)
+	if err == nil {
+		c.Stop()
+		t.Fatal("a 2-master cluster started")
+	}
+}
+
+func TestStopAndKillAreIdempotent(t *testing.T) {
+	t.Parallel()
+	p := Memcached(t)
+	for i, stop := range []func() error{p.Stop, p.Stop, p.Kill, p.Kill} {
+		if err := stop(); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if p.Running() {
+			t.Fatalf("call %d: still running", i)
+		}
+	}
+	if err := (&Proc{}).Stop(); err != nil {
+		t.Fatalf("Stop of a never-started Proc: %v", err)
+	}
+}
+
+func TestRestartOfRunningProcStartsAFreshProcess(t *testing.T) {
+	t.Parallel()
+	p := Redis(t)
+	ctx := context.Background()
+	before, err := redisDo(ctx, p.Addr, "INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restart(t, p, p.Port)
+	after, err := redisDo(ctx, p.Addr, "INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := infoField(before, "process_id"), infoField(after, "process_id"); a == b {
+		t.Fatalf("process_id %s unchanged by Restart", a)
+	}
+}
+
+func TestStartErrorNamesBinaryPortAndOutput(t *testing.T) {
+	t.Parallel()
+	_, err := StartRedis(t.TempDir(), "--no-such-directive", "yes")
+	if err == nil {
+		t.Fatal("redis-server started with a bogus directive")
+	}
+	for _, want := range []string{"redis-server", "port ", "no-such-directive"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestStartMovesToAnotherPortWhenItsPortIsTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+
+	calls := 0
+	pick := func() (int, error) {
+		calls++
+		if calls == 1 {
+			return takenPort, nil
+		}
+		return freePort()
+	}
+	p, err := startRedis(t.TempDir(), pick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	if calls != 2 || p.Port == takenPort {
+		t.Fatalf("after %d port picks it listens on %d; want a second pick, not %d", calls, p.Port, takenPort)
+	}
+}
+
+func TestProbeRejectsAServerOfAnotherProcess(t *testing.T) {
+	t.Parallel()
+	r := Redis(t)
+	m := Memcached(t)
+	ctx := context.Background()
+	if err := probeRedis(ctx, r.Addr, 1); err == nil {
+		t.Error("probeRedis accepted a redis-server that is not pid 1")
+	}
+	if err := probeMemcached(ctx, m.Addr, 1); err == nil {
+		t.Error("probeMemcached accepted a memcached that is not pid 1")
+	}
+}
+
+func TestDSNIsOnlyForMariaDB(t *testing.T) {
+	t.Parallel()
+	p := &Proc{Name: "mariadb", Addr: "127.0.0.1:4000", Port: 4000}
+	if got, want := p.DSN("app"), "root@tcp(127.0.0.1:4000)/app?parseTime=true"; got != want {
+		t.Errorf("DSN = %q, want %q", got, want)
+	}
+	p.Name = "redis"
+	if got := p.DSN("app"); got != "" {
+		t.Errorf("redis DSN = %q, want empty", got)
+	}
+}
+
+func TestTailKeepsTheLastBytes(t *testing.T) {
+	t.Parallel()
+	var tl tail
+	for i := range 3 * tailSize / 10 {
+		fmt.Fprintf(&tl, "%09d\n", i)
+	}
+	s := tl.String()
+	if len(s) != tailSize {
+		t.Fatalf("tail holds %d bytes, want %d", len(s), tailSize)
+	}
+	if want := fmt.Sprintf("%09d\n", 3*tailSize/10-1); !strings.HasSuffix(s, want) {
+		t.Fatalf("tail ends %q, want %q", s[len(s)-20:], want)
+	}
+}
+
+// killAndCheckGone kills p and checks that nothing listens on its port any more.
+func killAndCheckGone(t *testing.T, p *Proc) {
+	t.Helper()
+	if err := p.Kill(); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if p.Running() {
+		t.Fatal("Running after Kill")
+	}
+	if c, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after Kill", p.Addr)
+	}
+}
+
+// restart restarts p and checks it came back on port.
+func restart(t *testing.T, p *Proc, port int) {
+	t.Helper()
+	if err := p.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if !p.Running() {
+		t.Fatal("not Running after Restart")
+	}
+	if p.Port != port || p.Addr != net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) {
+		t.Fatalf("restarted on %s (port %d), want port %d", p.Addr, p.Port, port)
+	}
+}
+
+// mcSetGet stores key=value with the memcached text protocol and reads it back.
+func mcSetGet(t *testing.T, addr, key, value string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("dial memcached: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "set %s 0 0 %d\r\n%s\r\n", key, len(value), value)
+	if line, err := r.ReadString('\n'); err != nil || line != "STORED\r\n" {
+		t.Fatalf("set answered %q, %v", line, err)
+	}
+	fmt.Fprintf(c, "get %s\r\n", key)
+	want := fmt.Sprintf("VALUE %s 0 %d\r\n%s\r\nEND\r\n", key, len(value), value)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
+		t.Fatalf("get answered %q, %v; want %q", got, err, want)
+	}
+}
+
+func openDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func countHorns(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n sql.NullInt64
+	if err := db.QueryRow("SELECT SUM(horns) FROM unicorns").Scan(&n); err != nil {
+		t.Fatalf("SELECT: %v", err)
+	}
+	if !n.Valid {
+		t.Fatal("SUM(horns) is NULL: the table is empty")
+	}
+	return int(n.Int64)
+}
