@@ -59,4 +59,3 @@ func TestMemoryExpiresAfterTTL(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
