@@ -260,11 +260,19 @@ func testBackend(t *testing.T, bc backendCase) {
 		t.Fatalf("healthcheck %+v", h)
 	}
 
-	// A second server sharing the backend (and a restarted one, which is the same
-	// thing: a process with an empty memory) hits what the first stored.
+	// A second server sharing the backend hits what the first stored.
 	b := start(t, ini)
 	if r := b.get(t, "GET", "/calc?input=first"); r.cache != "HIT" {
 		t.Fatalf("server B: X-Cache %s, want HIT from the shared backend", r.cache)
+	}
+	// So does B after a restart (with the memory tier on this time: it starts empty).
+	if r := b.get(t, "GET", "/calc?input=second"); r.cache != "MISS" {
+		t.Fatalf("second: X-Cache %s", r.cache)
+	}
+	b.terminate(t)
+	b = start(t, bc.ini+"WorkMode = sleep\nWorkTime = 10ms\n")
+	if r := b.get(t, "GET", "/calc?input=second"); r.cache != "HIT" {
+		t.Fatalf("restarted server: X-Cache %s, want HIT from the shared backend", r.cache)
 	}
 
 	// A tampered value is not served: the right answer is, and the value replaced.
@@ -353,9 +361,36 @@ func TestEndToEndMySQLTable(t *testing.T) {
 			t.Fatalf("X-Cache %s", r.cache)
 		}
 	}
-	var hits int
-	if err := db.QueryRow("SELECT hits FROM unicorntable WHERE requestid='counted'").Scan(&hits); err != nil || hits != 3 {
-		t.Fatalf("hits = %d (%v), want 3", hits, err)
+	eventually(t, "hits = 3", func() bool {
+		var hits int
+		return db.QueryRow("SELECT hits FROM unicorntable WHERE requestid='counted'").Scan(&hits) == nil && hits == 3
+	})
+}
+
+func TestEndToEndRedisClusterAndMemcacheFlag(t *testing.T) {
+	c := svctest.RedisCluster(t, 3)
+	cluster := fmt.Sprintf("RedisAddrs = %s\nMemoryCacheSize = 0\nWorkMode = sleep\nWorkTime = 10ms\n", strings.Join(c.Addrs, ","))
+	a, b := start(t, cluster), start(t, cluster)
+	for i := range 20 {
+		if r := a.get(t, "GET", fmt.Sprintf("/calc?input=c%d", i)); r.code != 200 || r.cache != "MISS" {
+			t.Fatalf("cluster miss %d: %d %s", i, r.code, r.cache)
+		}
+	}
+	for i := range 20 {
+		key := fmt.Sprintf("/calc?input=c%d", i)
+		eventually(t, "a cluster hit on B", func() bool { return b.get(t, "GET", key).cache == "HIT" })
+	}
+
+	m := svctest.Memcached(t)
+	ini := "MemoryCacheSize = 0\nWorkMode = sleep\nWorkTime = 10ms\n"
+	a = start(t, ini, "-memcache-server", m.Addr)
+	b = start(t, ini, "-memcache-server", m.Addr)
+	if r := a.get(t, "GET", "/calc?input=flagged"); r.cache != "MISS" {
+		t.Fatalf("memcache flag: %s", r.cache)
+	}
+	eventually(t, "a memcached hit on B", func() bool { return b.get(t, "GET", "/calc?input=flagged").cache == "HIT" })
+	if h := health(t, b); len(h.Cache) != 1 || h.Cache[0].Name != "memcached" {
+		t.Fatalf("chain of a server given -memcache-server: %+v", h)
 	}
 }
 

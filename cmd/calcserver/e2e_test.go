@@ -108,6 +108,22 @@ func start(t *testing.T, ini string, args ...string) *proc {
 	return nil
 }
 
+// terminate sends SIGTERM and waits for a clean exit.
+func (p *proc) terminate(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", p.err, p.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15s of SIGTERM")
+	}
+}
+
 type answer struct {
 	code   int
 	cache  string

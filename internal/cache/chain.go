@@ -53,9 +53,10 @@ type Chain struct {
 	log   *slog.Logger
 	seed  maphash.Seed
 
-	closeOnce sync.Once
-	stop      chan struct{}  // closed by Close: stops probers
-	writers   sync.WaitGroup // write workers and probers
+	closeMu sync.RWMutex // held for reading while enqueueing, for writing by Close
+	closed  bool
+	stop    chan struct{}  // closed by Close: stops probers
+	writers sync.WaitGroup // write workers and probers
 }
 
 // op is a queued write or delete on a shared tier.
@@ -70,12 +71,13 @@ type tier struct {
 	Tier
 	queues []chan op
 
-	mu       sync.Mutex
-	down     bool // breaker open: every operation is bypassed
-	failures int  // consecutive failures while closed
-	backoff  time.Duration
-	lastErr  error
-	up       atomic.Bool
+	failures atomic.Int32 // consecutive failures while the breaker is closed
+	up       atomic.Bool  // breaker closed: false while the tier is bypassed
+
+	mu      sync.Mutex // guards the fields below
+	down    bool       // breaker open: every operation is bypassed
+	backoff time.Duration
+	lastErr error
 
 	m tierMetrics
 }
@@ -202,6 +204,12 @@ func (c *Chain) enqueue(t *tier, o op) {
 		t.m.bypass.Inc()
 		return
 	}
+	c.closeMu.RLock()
+	defer c.closeMu.RUnlock()
+	if c.closed {
+		t.m.dropped.Inc()
+		return
+	}
 	q := t.queues[maphash.String(c.seed, o.key)%uint64(len(t.queues))]
 	select {
 	case q <- o:
@@ -239,10 +247,11 @@ func (c *Chain) writeLoop(t *tier, q chan op) {
 
 func (t *tier) bypassed() bool { return !t.up.Load() }
 
+// succeeded resets the failure count without a lock: it runs on every hit.
 func (c *Chain) succeeded(t *tier) {
-	t.mu.Lock()
-	t.failures = 0
-	t.mu.Unlock()
+	if t.failures.Load() != 0 {
+		t.failures.Store(0)
+	}
 }
 
 // failed counts a failure; the one that reaches Options.Failures opens the breaker
@@ -254,8 +263,7 @@ func (c *Chain) failed(t *tier, err error) {
 	if t.down {
 		return
 	}
-	t.failures++
-	if t.failures < c.o.Failures {
+	if int(t.failures.Add(1)) < c.o.Failures {
 		return
 	}
 	c.open(t, err, "cache backend down: bypassed until it answers again")
@@ -287,7 +295,8 @@ func (c *Chain) probe(t *tier) {
 		err := c.ping(t)
 		t.mu.Lock()
 		if err == nil {
-			t.down, t.failures, t.lastErr = false, 0, nil
+			t.down, t.lastErr = false, nil
+			t.failures.Store(0)
 			t.backoff = c.o.BackoffMin
 			t.up.Store(true)
 			t.mu.Unlock()
@@ -358,16 +367,19 @@ func (c *Chain) pingCtx(ctx context.Context, t *tier) error {
 }
 
 // Close stops the probers and lets the write workers finish what is queued, until
-// ctx ends. Set must not be called after Close.
+// ctx ends. Writes after Close are dropped (and counted); lookups still work.
 func (c *Chain) Close(ctx context.Context) error {
-	c.closeOnce.Do(func() {
+	c.closeMu.Lock()
+	if !c.closed {
+		c.closed = true
 		close(c.stop)
 		for _, t := range c.tiers {
 			for _, q := range t.queues {
 				close(q)
 			}
 		}
-	})
+	}
+	c.closeMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		c.writers.Wait()

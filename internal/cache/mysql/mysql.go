@@ -24,6 +24,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -118,7 +119,21 @@ type Cache struct {
 	initSem chan struct{}          // held by the one Init running; waiters honour ctx
 	state   atomic.Pointer[schema] // nil until Init succeeds, and again when the table goes away
 	closed  atomic.Bool
+
+	// Hits are counted in memory and added to the rows every HitFlush: an UPDATE per
+	// hit would double a hit's cost and serialise concurrent hits on one row's lock.
+	hitMu   sync.Mutex
+	hits    map[int64]int // row id -> hits not yet written
+	stop    chan struct{}
+	flushed sync.WaitGroup
 }
+
+// HitFlush is how often counted hits are written to the hits column.
+const HitFlush = 250 * time.Millisecond
+
+// maxPendingHits bounds the rows whose hits wait in memory; hits on further rows
+// before the next flush are not counted.
+const maxPendingHits = 100_000
 
 var (
 	_ cache.Cache   = (*Cache)(nil)
@@ -167,6 +182,8 @@ func New(o Options) (*Cache, error) {
 		quote:   "`" + o.Table + "`",
 		addr:    addr,
 		initSem: make(chan struct{}, 1),
+		hits:    map[int64]int{},
+		stop:    make(chan struct{}),
 	}
 	c.db, err = open(c.config(o.Timeout, o.Timeout))
 	if err != nil {
@@ -188,7 +205,58 @@ func New(o Options) (*Cache, error) {
 	c.admin.SetMaxIdleConns(2)
 	c.admin.SetConnMaxLifetime(5 * time.Minute)
 	c.admin.SetConnMaxIdleTime(time.Minute)
+	c.flushed.Go(c.flushLoop)
 	return c, nil
+}
+
+// countHit records a hit on row id, to be written by the next flush.
+func (c *Cache) countHit(id int64) {
+	c.hitMu.Lock()
+	if _, ok := c.hits[id]; ok || len(c.hits) < maxPendingHits {
+		c.hits[id]++
+	}
+	c.hitMu.Unlock()
+}
+
+func (c *Cache) flushLoop() {
+	t := time.NewTicker(HitFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = c.FlushHits(ctx)
+			cancel()
+		}
+	}
+}
+
+// FlushHits writes the hits counted since the last flush. Hits it cannot write are
+// kept for the next one.
+func (c *Cache) FlushHits(ctx context.Context) error {
+	c.hitMu.Lock()
+	pending := c.hits
+	c.hits = map[int64]int{}
+	c.hitMu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	s := c.state.Load()
+	var err error
+	for id, n := range pending {
+		if s != nil && err == nil {
+			if _, err = s.hit.ExecContext(ctx, n, id); err == nil {
+				continue
+			}
+			err = c.fail(s, "count hits", err)
+		}
+		c.hitMu.Lock()
+		c.hits[id] += n
+		c.hitMu.Unlock()
+	}
+	return err
 }
 
 // address joins host and port, accepting a host that already carries a port.
@@ -303,7 +371,7 @@ func (c *Cache) ready(ctx context.Context) (*schema, error) {
 // mode with a TTL, only those younger than the TTL), skips answers of other
 // versions, and serves the first row that is this version's exact answer; a
 // damaged row met first yields cache.ErrCorrupt so the caller deletes it. A hit
-// increments the row's hits column.
+// adds one to the row's hits column (within HitFlush).
 func (c *Cache) Get(ctx context.Context, key string) (calc.Result, error) {
 	s, err := c.ready(ctx)
 	if err != nil {
@@ -348,10 +416,7 @@ func (c *Cache) Get(ctx context.Context, key string) (calc.Result, error) {
 		}
 		return calc.Result{}, fmt.Errorf("mysql: %s row %d: %w", c.name, hitRow, verr)
 	}
-	// The hit is served even if counting it fails: hits is a statistic.
-	if _, err := s.hit.ExecContext(ctx, hitRow); err != nil {
-		c.fail(s, "count hit", err)
-	}
+	c.countHit(hitRow)
 	return r, nil
 }
 
@@ -481,6 +546,11 @@ func (c *Cache) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(c.stop)
+	c.flushed.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = c.FlushHits(ctx)
+	cancel()
 	if s := c.state.Swap(nil); s != nil {
 		s.close()
 	}

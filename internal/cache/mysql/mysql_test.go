@@ -185,6 +185,7 @@ func TestContestTableStoresThenHits(t *testing.T) {
 	if m := c.Mode(); m != "contest" {
 		t.Errorf("Mode() = %q, want contest", m)
 	}
+	flushHits(t, c)
 	var rid, val string
 	var hits int
 	if err := db.QueryRowContext(ctxT(t), "SELECT requestid, requestvalue, hits FROM unicorntable").Scan(&rid, &val, &hits); err != nil {
@@ -221,6 +222,10 @@ func TestHitsColumnCountsEveryHit(t *testing.T) {
 	for range 3 {
 		wantHit(t, c, 1, "testing")
 	}
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 0 {
+		t.Fatalf("hits = %d before a flush: hits are written every HitFlush, not per hit", n)
+	}
+	flushHits(t, c)
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 3 {
 		t.Errorf("hits = %d after 3 hits, want 3", n)
 	}
@@ -231,6 +236,7 @@ func TestHitsCountsRowsInsertedWithNullHits(t *testing.T) {
 	c, db, _ := contest(t, Options{})
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES (?, ?)", "k", token(1, "k"))
 	wantHit(t, c, 1, "k")
+	flushHits(t, c)
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 1 {
 		t.Errorf("hits = %d, want 1", n)
 	}
@@ -766,5 +772,35 @@ func BenchmarkGetHit(b *testing.B) {
 		if _, err := c.Get(ctx, key); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// flushHits writes the counted hits now instead of within HitFlush.
+func flushHits(t *testing.T, c *Cache) {
+	t.Helper()
+	if err := c.FlushHits(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "bg")
+	wantHit(t, c, 1, "bg")
+	deadline := time.Now().Add(10 * HitFlush)
+	for queryInt(t, db, "SELECT hits FROM unicorntable") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hit was not written within %v", 10*HitFlush)
+		}
+		time.Sleep(HitFlush / 5)
+	}
+	wantHit(t, c, 1, "bg")
+	wantHit(t, c, 1, "bg")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 3 {
+		t.Fatalf("hits = %d after Close, want 3: Close must flush", n)
 	}
 }

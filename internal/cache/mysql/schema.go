@@ -370,7 +370,7 @@ func (c *Cache) prepare(ctx context.Context, s *schema) error {
 		q   string
 	}{
 		{&s.get, get},
-		{&s.hit, "UPDATE " + t + " SET hits = COALESCE(hits, 0) + 1 WHERE id = ?"},
+		{&s.hit, "UPDATE " + t + " SET hits = COALESCE(hits, 0) + ? WHERE id = ?"},
 		{&s.set, set},
 		{&s.del, "DELETE FROM " + t + " WHERE " + sameKey},
 	} {
