@@ -394,6 +394,48 @@ func TestEndToEndRedisClusterAndMemcacheFlag(t *testing.T) {
 	}
 }
 
+func TestEndToEndPurgeReportsAFailedBackend(t *testing.T) {
+	p := svctest.Redis(t)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeINI(t, fmt.Sprintf("RedisHost = 127.0.0.1\nRedisPort = %d\nFsPath = %q\n", p.Port, t.TempDir()))
+	code, stdout, _ := runCmd(t, nil, "purge", "-config", cfg, "-match", "x")
+	if code != 1 || !strings.Contains(stdout, "redis: failed") || !strings.Contains(stdout, "file: removed 0") {
+		t.Fatalf("purge with redis down: exit %d\n%s", code, stdout)
+	}
+	code, _, stderr := runCmd(t, nil, "purge", "-config", cfg)
+	if code != 2 || !strings.Contains(stderr, "-match") {
+		t.Fatalf("purge without -match: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestEndToEndHungBackend freezes Redis: lookups then wait for CacheTimeout until
+// the breaker opens, and every request is still answered.
+func TestEndToEndHungBackend(t *testing.T) {
+	p := svctest.Redis(t)
+	s := start(t, fmt.Sprintf("RedisHost = 127.0.0.1\nRedisPort = %d\nMemoryCacheSize = 0\nCacheTimeout = 100ms\nCores = 16\nWorkMode = sleep\nWorkTime = 10ms\n", p.Port))
+	s.get(t, "GET", "/calc?input=before")
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			if r := s.get(t, "GET", fmt.Sprintf("/calc?input=hung-%d", i)); r.code != 200 {
+				t.Errorf("request while redis hangs: %d", r.code)
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "degraded health", func() bool { return health(t, s).Status == "degraded" })
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "recovery", func() bool { return health(t, s).Status == "ok" })
+	eventually(t, "a hit after recovery", func() bool { return s.get(t, "GET", "/calc?input=before").cache == "HIT" })
+}
+
 // TestEndToEndBackendsStartDegraded starts a server whose backends are all down.
 func TestEndToEndBackendsStartDegraded(t *testing.T) {
 	p := svctest.Redis(t)

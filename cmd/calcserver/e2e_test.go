@@ -406,6 +406,9 @@ func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
 			if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "Pgsql") {
 				t.Fatalf("no warning for the Pgsql keys:\n%s", stderr)
 			}
+			if !strings.Contains(stderr, "cache chain: memory") {
+				t.Fatalf("-check does not show the cache chain:\n%s", stderr)
+			}
 		})
 	}
 

@@ -212,75 +212,84 @@ func BenchmarkLoadHit(b *testing.B) {
 }
 
 // BenchmarkOutage kills a backend under load (8 clients, 200 warm keys) and restarts
-// it 2 s later. It reports how long after the kill requests took to be fast again
+// it 2 s later; the hang variants freeze it (SIGSTOP, like a partition) instead and
+// continue it 2 s later. It reports how long after the kill requests took to be fast again
 // (every answer under 20 ms; they are computed meanwhile), the slowest answer while
 // it was down, and, after the restart,
 // how long until the backend was healthy and until its first hit.
 func BenchmarkOutage(b *testing.B) {
+	type outage struct {
+		name       string
+		down, back func(p *svctest.Proc) error
+	}
+	kill := outage{"kill", (*svctest.Proc).Kill, (*svctest.Proc).Restart}
+	hang := outage{"hang", (*svctest.Proc).Pause, (*svctest.Proc).Resume}
 	for _, be := range benchBackends() {
 		if be.name == "memory" || be.name == "file" {
 			continue // nothing to kill
 		}
-		b.Run(be.name, func(b *testing.B) {
-			var toNormal, worst, toHealthy, toHit []time.Duration
-			for range b.N {
-				cfg := benchConfig()
-				p := be.start(b, &cfg)
-				srv, chain := benchServer(b, cfg)
-				base := fmt.Sprintf("http://127.0.0.1:%d", srv.Port())
-				keys := warm(b, base, chain, 200)
+		for _, o := range []outage{kill, hang} {
+			b.Run(be.name+"-"+o.name, func(b *testing.B) {
+				var toNormal, worst, toHealthy, toHit []time.Duration
+				for range b.N {
+					cfg := benchConfig()
+					p := be.start(b, &cfg)
+					srv, chain := benchServer(b, cfg)
+					base := fmt.Sprintf("http://127.0.0.1:%d", srv.Port())
+					keys := warm(b, base, chain, 200)
 
-				ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
-				begin := time.Now()
-				var killAt, upAt, healthyAt time.Duration
-				var wg sync.WaitGroup
-				wg.Go(func() {
-					time.Sleep(time.Second)
-					killAt = time.Since(begin)
-					if err := p.Kill(); err != nil {
-						b.Error(err)
-					}
-					time.Sleep(2 * time.Second)
-					if err := p.Restart(); err != nil {
-						b.Error(err)
-					}
-					upAt = time.Since(begin)
-					for ctx.Err() == nil && !chain.Health()[0].Healthy {
-						time.Sleep(time.Millisecond)
-					}
-					healthyAt = time.Since(begin)
-				})
-				samples := loadRun(ctx, base, keys, 8)
-				wg.Wait()
-				cancel()
+					ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
+					begin := time.Now()
+					var killAt, upAt, healthyAt time.Duration
+					var wg sync.WaitGroup
+					wg.Go(func() {
+						time.Sleep(time.Second)
+						killAt = time.Since(begin)
+						if err := o.down(p); err != nil {
+							b.Error(err)
+						}
+						time.Sleep(2 * time.Second)
+						if err := o.back(p); err != nil {
+							b.Error(err)
+						}
+						upAt = time.Since(begin)
+						for ctx.Err() == nil && !chain.Health()[0].Healthy {
+							time.Sleep(time.Millisecond)
+						}
+						healthyAt = time.Since(begin)
+					})
+					samples := loadRun(ctx, base, keys, 8)
+					wg.Wait()
+					cancel()
 
-				var lastSlow, slowest, firstHit time.Duration
-				for _, s := range samples {
-					if s.code != 200 {
-						b.Fatalf("a request was answered %d during the outage", s.code)
-					}
-					if s.end > killAt && s.start < upAt {
-						slowest = max(slowest, s.latency())
-						if s.latency() > 20*time.Millisecond {
-							lastSlow = max(lastSlow, s.end)
+					var lastSlow, slowest, firstHit time.Duration
+					for _, s := range samples {
+						if s.code != 200 {
+							b.Fatalf("a request was answered %d during the outage", s.code)
+						}
+						if s.end > killAt && s.start < upAt {
+							slowest = max(slowest, s.latency())
+							if s.latency() > 20*time.Millisecond {
+								lastSlow = max(lastSlow, s.end)
+							}
+						}
+						if s.start > upAt && s.cache == "HIT" && firstHit == 0 {
+							firstHit = s.end
 						}
 					}
-					if s.start > upAt && s.cache == "HIT" && firstHit == 0 {
-						firstHit = s.end
+					if firstHit == 0 {
+						b.Fatal("no hit after the backend came back")
 					}
+					toNormal = append(toNormal, max(lastSlow-killAt, 0))
+					worst = append(worst, slowest)
+					toHealthy = append(toHealthy, healthyAt-upAt)
+					toHit = append(toHit, firstHit-upAt)
 				}
-				if firstHit == 0 {
-					b.Fatal("no hit after the backend came back")
-				}
-				toNormal = append(toNormal, max(lastSlow-killAt, 0))
-				worst = append(worst, slowest)
-				toHealthy = append(toHealthy, healthyAt-upAt)
-				toHit = append(toHit, firstHit-upAt)
-			}
-			b.ReportMetric(float64(percentile(toNormal, 0.5).Milliseconds()), "ms-to-fast-after-kill")
-			b.ReportMetric(float64(percentile(worst, 0.5).Microseconds())/1000, "max-ms-while-down")
-			b.ReportMetric(float64(percentile(toHealthy, 0.5).Milliseconds()), "ms-to-healthy-after-restart")
-			b.ReportMetric(float64(percentile(toHit, 0.5).Milliseconds()), "ms-to-hit-after-restart")
-		})
+				b.ReportMetric(float64(percentile(toNormal, 0.5).Milliseconds()), "ms-to-fast-after-kill")
+				b.ReportMetric(float64(percentile(worst, 0.5).Microseconds())/1000, "max-ms-while-down")
+				b.ReportMetric(float64(percentile(toHealthy, 0.5).Milliseconds()), "ms-to-healthy-after-restart")
+				b.ReportMetric(float64(percentile(toHit, 0.5).Milliseconds()), "ms-to-hit-after-restart")
+			})
+		}
 	}
 }

@@ -117,6 +117,7 @@ func (p *Proc) Stop() error {
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return p.errorf(r, "SIGTERM: %w", err)
 	}
+	_ = r.cmd.Process.Signal(syscall.SIGCONT) // a paused process handles SIGTERM only once continued
 	t := time.NewTimer(stopGrace)
 	defer t.Stop()
 	select {
@@ -127,6 +128,24 @@ func (p *Proc) Stop() error {
 	_ = r.cmd.Process.Kill()
 	<-r.done
 	return p.errorf(r, "did not exit within %v of SIGTERM; killed it", stopGrace)
+}
+
+// Pause freezes the process with SIGSTOP: it keeps its port and its connections but
+// answers nothing, like a hung server or a network partition. Resume undoes it.
+func (p *Proc) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (p *Proc) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Proc) signal(sig syscall.Signal) error {
+	r := p.current()
+	if r == nil {
+		return errors.New("svctest: " + p.Name + " was never started")
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		return p.errorf(r, "%v: %w", sig, err)
+	}
+	return nil
 }
 
 // Restart starts the process again with the same port, arguments and data directory,

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -331,4 +332,39 @@ func countHorns(t *testing.T, db *sql.DB) int {
 		t.Fatal("SUM(horns) is NULL: the table is empty")
 	}
 	return int(n.Int64)
+}
+
+func TestPauseMakesRedisHangAndResumeAndStopWork(t *testing.T) {
+	t.Parallel()
+	p := Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	err := rdb.Ping(ctx).Err()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("PING to a paused server: %v, want a timeout", err)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after Resume: %v", err)
+	}
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.Stop(); err != nil {
+		t.Fatalf("Stop of a paused server: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Stop of a paused server took %v: it waited for the kill", d)
+	}
 }
