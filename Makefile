@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench fuzz deps lint clean
+.PHONY: build test run bench load fuzz deps lint clean
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
@@ -23,6 +23,10 @@ run:
 
 bench:
 	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/server
+
+# Load runs with real backends (needs what scripts/deps.sh installs); see BENCHMARKS.md.
+load:
+	go test -run '^$$' -bench 'LoadHit|Outage' -benchtime 1x -count 5 ./cmd/calcserver
 
 fuzz:
 	go test -fuzz FuzzParse -fuzztime 30s ./internal/config

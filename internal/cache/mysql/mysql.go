@@ -310,13 +310,15 @@ func (d driverLogger) Print(v ...any) {
 	}
 }
 
-// open opens a pool for cfg. sql.Open parses the DSN but does not connect.
+// open opens a pool for cfg without connecting. It goes through a Connector, not a
+// DSN string: a DSN cannot carry cfg.Logger, and the driver would then write its
+// own lines to standard error.
 func open(cfg *mysql.Config) (*sql.DB, error) {
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %s: %w", cfg.Addr, err)
 	}
-	return db, nil
+	return sql.OpenDB(conn), nil
 }
 
 // validIdentifier reports whether s is [A-Za-z_][A-Za-z0-9_]{0,63}, the rule
