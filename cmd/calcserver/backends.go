@@ -93,8 +93,12 @@ func openBackends(cfg config.Config, log *slog.Logger) ([]backend, error) {
 }
 
 // hostPort joins a reference-style host and port key pair; port 0 (unset) means the
-// service's default port.
+// service's default port. A host given as host:port (contest files do that) is
+// taken as it is.
 func hostPort(host string, port, def int) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
 	if port == 0 {
 		port = def
 	}
@@ -221,7 +225,14 @@ func purge(args []string, e env) int {
 				continue
 			}
 		}
-		n, err := p.Purge(ctx, func(key string) bool { return cache.MatchKey(key, *match) })
+		matches := func(key string) bool { return cache.MatchKey(key, *match) }
+		var n, skipped int
+		var err error
+		if b.mysql != nil {
+			n, skipped, err = b.mysql.PurgeCounts(ctx, matches)
+		} else {
+			n, err = p.Purge(ctx, matches)
+		}
 		cancel()
 		if err != nil {
 			fmt.Fprintf(e.stdout, "%s: failed after removing %d: %v\n", b.name, n, err)
@@ -229,6 +240,9 @@ func purge(args []string, e env) int {
 			continue
 		}
 		fmt.Fprintf(e.stdout, "%s: removed %d\n", b.name, n)
+		if skipped > 0 {
+			fmt.Fprintf(e.stdout, "%s: skipped %d rows stored as sha256:<hex> (their key cannot be matched)\n", b.name, skipped)
+		}
 	}
 	return code
 }

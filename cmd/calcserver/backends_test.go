@@ -47,6 +47,8 @@ func TestHostPortUsesTheServiceDefault(t *testing.T) {
 		{"localhost", 0, 6379, "localhost:6379"},
 		{"10.0.0.5", 6380, 6379, "10.0.0.5:6380"},
 		{"::1", 11211, 11211, "[::1]:11211"},
+		{"127.0.0.1:6380", 0, 6379, "127.0.0.1:6380"},
+		{"cache.example:7000", 6379, 6379, "cache.example:7000"},
 	} {
 		if got := hostPort(c.host, c.port, c.def); got != c.want {
 			t.Errorf("hostPort(%q, %d) = %q, want %q", c.host, c.port, got, c.want)

@@ -425,8 +425,13 @@ func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
 	}
 	bad := writeINI(t, "WorkMode = fast\nCores = many\n")
 	code, _, stderr = runCmd(t, nil, "-check", "-config", bad)
-	if code != 1 || !strings.Contains(stderr, "WorkMode") || !strings.Contains(stderr, "Cores") || !strings.Contains(stderr, "test failed") {
+	if code != 1 || !strings.Contains(stderr, "WorkMode") || !strings.Contains(stderr, "Cores") || !strings.Contains(stderr, "configuration "+bad+" test failed") {
 		t.Errorf("bad values: exit %d\n%s", code, stderr)
+	}
+	noLog := writeINI(t, fmt.Sprintf("LogLocation = %q\n", filepath.Join(t.TempDir(), "missing", "dir", "x.log")))
+	code, _, stderr = runCmd(t, nil, "-check", "-config", noLog)
+	if code != 1 || !strings.Contains(stderr, "LogLocation") {
+		t.Errorf("-check with a LogLocation that cannot be opened: exit %d\n%s", code, stderr)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -114,7 +115,11 @@ func run(args []string, e env) int {
 		}
 	}
 
-	cfg, err := loadConfig(*configPath, e.getenv)
+	location := *configPath
+	if location == "" {
+		location = e.getenv("CALC_CONFIG")
+	}
+	cfg, err := loadConfig(location, e.getenv)
 	if err == nil {
 		if portNum >= 0 {
 			cfg.Port = portNum
@@ -126,10 +131,17 @@ func run(args []string, e env) int {
 		}
 		err = cfg.Validate()
 	}
+	if err == nil && *check && cfg.LogLocation != "" {
+		// Like nginx -t, check that the log can be opened, as serve would.
+		var f *logging.File
+		if f, err = logging.OpenFile(cfg.LogLocation); err == nil {
+			f.Close()
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "calcserver: configuration error:\n%v\n", indent(err.Error()))
 		if *check {
-			fmt.Fprintf(e.stderr, "calcserver: configuration %s test failed\n", describe(cfg.Source))
+			fmt.Fprintf(e.stderr, "calcserver: configuration %s test failed\n", describe(location))
 		}
 		return exitRuntime
 	}
@@ -198,7 +210,9 @@ func loadConfig(path string, getenv func(string) string) (config.Config, error) 
 // serve runs the server until a SIGTERM or SIGINT has drained it.
 func serve(cfg config.Config, warnings []string, e env) int {
 	var logFile *logging.File
-	var logOut io.Writer = e.stderr
+	stderr := logging.NewGuard(e.stderr)
+	var logOut io.Writer = stderr
+	lost := stderr.Failed
 	if cfg.LogLocation != "" {
 		f, err := logging.OpenFile(cfg.LogLocation)
 		if err != nil {
@@ -206,7 +220,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 			return exitRuntime
 		}
 		defer f.Close()
-		logFile, logOut = f, f
+		logFile, logOut, lost = f, f, f.Failed
 	}
 	log, err := logging.New(logOut, cfg.LogFormat)
 	if err != nil {
@@ -270,9 +284,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		Version:     version,
 		Logger:      log,
 	}
-	if logFile != nil {
-		o.LogWriteFailed = logFile.Failed
-	}
+	o.LogWriteFailed = lost
 	srv := server.New(o)
 	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
 		log.Error("startup failed", "err", err)
@@ -302,47 +314,67 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver %s listening on :%d, logging to %s\n", version, srv.Port(), logFile.Path())
 	}
 
+	reopen := func() {
+		if logFile == nil {
+			return
+		}
+		if err := logFile.Reopen(); err != nil {
+			fmt.Fprintf(e.stderr, "calcserver: reopen log: %v\n", err)
+			log.Error("reopen log failed", "err", err)
+			return
+		}
+		log.Info("log file reopened", "path", logFile.Path())
+	}
 	for s := range e.signals {
 		if s == syscall.SIGHUP {
-			if logFile == nil {
-				continue
-			}
-			if err := logFile.Reopen(); err != nil {
-				fmt.Fprintf(e.stderr, "calcserver: reopen log: %v\n", err)
-				log.Error("reopen log failed", "err", err)
-				continue
-			}
-			log.Info("log file reopened", "path", logFile.Path())
+			reopen()
 			continue
 		}
-		return shutdown(srv, chain, cfg, log, s, e.signals)
+		return shutdown(srv, chain, cfg, log, s, e.signals, reopen)
 	}
-	return shutdown(srv, chain, cfg, log, nil, nil)
+	return shutdown(srv, chain, cfg, log, nil, nil, reopen)
 }
 
 // shutdown drains the server as DESIGN.md says: /healthcheck 503 at once, everything
 // else served for ShutdownDelay, then no new jobs while running and waiting jobs
-// finish, for at most ShutdownTimeout.
-// A second SIGTERM or SIGINT during ShutdownDelay ends the delay early.
-func shutdown(srv *server.Server, chain *cache.Chain, cfg config.Config, log *slog.Logger, sig os.Signal, more <-chan os.Signal) int {
+// finish, for at most ShutdownTimeout. Meanwhile SIGHUP still reopens the log, and a
+// second SIGTERM or SIGINT ends the delay early.
+func shutdown(srv *server.Server, chain *cache.Chain, cfg config.Config, log *slog.Logger, sig os.Signal, more <-chan os.Signal, reopen func()) int {
 	log.Info("shutdown begins", "signal", fmt.Sprint(sig), "delay", cfg.ShutdownDelay, "timeout", cfg.ShutdownTimeout)
 	srv.BeginDrain()
-	if cfg.ShutdownDelay > 0 {
-		t := time.NewTimer(cfg.ShutdownDelay)
-	wait:
+
+	cut, done := make(chan struct{}), make(chan struct{})
+	defer close(done)
+	go func() {
+		var once sync.Once
 		for {
 			select {
-			case <-t.C:
-				break wait
+			case <-done:
+				return
 			case s, ok := <-more:
-				if !ok || s != syscall.SIGHUP {
-					log.Info("second signal: delay cut short", "signal", fmt.Sprint(s))
-					t.Stop()
-					break wait
+				if !ok {
+					return
 				}
+				if s == syscall.SIGHUP {
+					reopen()
+					continue
+				}
+				once.Do(func() {
+					log.Info("second signal: delay cut short", "signal", fmt.Sprint(s))
+					close(cut)
+				})
 			}
 		}
+	}()
+	if cfg.ShutdownDelay > 0 {
+		t := time.NewTimer(cfg.ShutdownDelay)
+		select {
+		case <-t.C:
+		case <-cut:
+			t.Stop()
+		}
 	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
@@ -351,9 +383,12 @@ func shutdown(srv *server.Server, chain *cache.Chain, cfg config.Config, log *sl
 		srv.Close()
 	}
 	// Finished jobs queued their results for the shared caches: flush them so
-	// another server finds them.
-	if err := chain.Close(ctx); err != nil {
-		log.Warn("shutdown timed out; cache writes abandoned", "err", err, "pending", chain.Pending())
+	// another server finds them, with what is left of ShutdownTimeout but at least
+	// a second, as a timed-out drain leaves none.
+	flush, cancelFlush := context.WithTimeout(context.Background(), max(time.Until(start.Add(cfg.ShutdownTimeout)), time.Second))
+	defer cancelFlush()
+	if err := chain.Close(flush); err != nil {
+		log.Warn("shutdown: cache writes abandoned", "err", err, "pending", chain.Pending())
 	}
 	log.Info("shutdown complete", "waited", time.Since(start))
 	return exitOK

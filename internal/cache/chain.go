@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 )
 
 // Tier is one named cache in a Chain. A Local tier lives in this process (the
@@ -33,6 +34,11 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// Failures is how many consecutive failures open the breaker. If zero, 3.
 	Failures int
+	// ProbeTimeout bounds each probe of a bypassed backend. Probes run in the
+	// background, so it can be longer than Timeout: a first connection (TLS, a
+	// MySQL handshake and table check) costs more than a lookup. If zero,
+	// max(Timeout, 2s).
+	ProbeTimeout time.Duration
 	// Writers is the number of write workers per shared tier, and QueueLen the number
 	// of writes each may hold before new ones are dropped (and counted). Writes to a
 	// shared tier leave the request path but never grow without bound. If zero, 4
@@ -74,10 +80,11 @@ type tier struct {
 	failures atomic.Int32 // consecutive failures while the breaker is closed
 	up       atomic.Bool  // breaker closed: false while the tier is bypassed
 
-	mu      sync.Mutex // guards the fields below
-	down    bool       // breaker open: every operation is bypassed
-	backoff time.Duration
-	lastErr error
+	mu       sync.Mutex // guards the fields below
+	down     bool       // breaker open: every operation is bypassed
+	backoff  time.Duration
+	closedAt time.Time // when a probe last closed the breaker
+	lastErr  error
 
 	m tierMetrics
 }
@@ -96,6 +103,9 @@ func NewChain(o Options, tiers ...Tier) *Chain {
 	}
 	if o.Failures <= 0 {
 		o.Failures = 3
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = max(o.Timeout, 2*time.Second)
 	}
 	if o.Writers <= 0 {
 		o.Writers = 4
@@ -157,6 +167,7 @@ func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, erro
 		t.m.bypass.Inc()
 		return calc.Result{}, ErrMiss
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	start := time.Now()
 	r, err := t.Cache.Get(ctx, key)
@@ -172,13 +183,30 @@ func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, erro
 	case errors.Is(err, ErrCorrupt):
 		t.m.corrupt.Inc()
 		c.succeeded(t)
-		c.log.Warn("cache: corrupt value deleted", "backend", t.Name, "key", key, "err", err)
+		c.log.Warn("cache: corrupt value deleted", "backend", t.Name, "key", logging.EscapeKey(key), "err", err)
 		c.enqueue(t, op{key: key, delete: true})
+	case parent.Err() != nil:
+		// The client went away: that says nothing about the backend.
 	default:
 		t.m.errors.Inc()
 		c.failed(t, err)
 	}
 	return r, err
+}
+
+// GetLocal looks key up in the local tiers only. A miss checks them again just
+// before it queues a job: the answer may have been stored while the shared tiers
+// were asked.
+func (c *Chain) GetLocal(key string) (calc.Result, bool) {
+	for _, t := range c.tiers {
+		if !t.Local {
+			continue
+		}
+		if r, err := t.Cache.Get(context.Background(), key); err == nil {
+			return r, true
+		}
+	}
+	return calc.Result{}, false
 }
 
 // Set stores r for key in every tier: at once in local tiers, through the bounded
@@ -269,13 +297,24 @@ func (c *Chain) failed(t *tier, err error) {
 	c.open(t, err, "cache backend down: bypassed until it answers again")
 }
 
-// open marks t down, logs why, and starts its prober; t.mu is held.
+// open marks t down, logs why, and starts its prober; t.mu is held. A backend that
+// fails again soon after a probe let it back (it answers pings but not lookups)
+// keeps its doubled back-off instead of starting over, so it cannot flap every
+// BackoffMin.
 func (c *Chain) open(t *tier, err error, why string) {
 	t.down = true
 	t.up.Store(false)
-	t.backoff = c.o.BackoffMin
+	if t.closedAt.IsZero() || time.Since(t.closedAt) > c.o.BackoffMax {
+		t.backoff = c.o.BackoffMin
+	} else {
+		t.backoff = min(2*t.backoff, c.o.BackoffMax)
+	}
 	c.log.Warn(why, "backend", t.Name, "err", err)
-	c.writers.Go(func() { c.probe(t) })
+	c.closeMu.RLock()
+	defer c.closeMu.RUnlock()
+	if !c.closed { // a closed chain probes no more; the tier stays down
+		c.writers.Go(func() { c.probe(t) })
+	}
 }
 
 // probe waits out the back-off, then asks the backend whether it answers, doubling
@@ -292,12 +331,14 @@ func (c *Chain) probe(t *tier) {
 			return
 		case <-timer.C:
 		}
-		err := c.ping(t)
+		ctx, cancel := context.WithTimeout(context.Background(), c.o.ProbeTimeout)
+		err := c.ping(ctx, t)
+		cancel()
 		t.mu.Lock()
 		if err == nil {
 			t.down, t.lastErr = false, nil
 			t.failures.Store(0)
-			t.backoff = c.o.BackoffMin
+			t.closedAt = time.Now()
 			t.up.Store(true)
 			t.mu.Unlock()
 			c.log.Info("cache backend up again", "backend", t.Name)
@@ -311,9 +352,7 @@ func (c *Chain) probe(t *tier) {
 
 // ping asks t whether it answers: with Ping when it has one, else with a lookup
 // whose miss is as good as a hit.
-func (c *Chain) ping(t *tier) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
-	defer cancel()
+func (c *Chain) ping(ctx context.Context, t *tier) error {
 	if p, ok := t.Cache.(Pinger); ok {
 		return p.Ping(ctx)
 	}
@@ -355,9 +394,10 @@ func (c *Chain) Check(ctx context.Context) map[string]error {
 	return errs
 }
 
+// pingCtx is ping that returns when ctx ends even if the backend ignores it.
 func (c *Chain) pingCtx(ctx context.Context, t *tier) error {
 	done := make(chan error, 1)
-	go func() { done <- c.ping(t) }()
+	go func() { done <- c.ping(ctx, t) }()
 	select {
 	case err := <-done:
 		return err

@@ -294,3 +294,80 @@ func TestChainCloseFlushesQueuedWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestAClientThatLeavesDoesNotCountAgainstTheBackend(t *testing.T) {
+	shared := newFake()
+	shared.delay = 50 * time.Millisecond
+	c := NewChain(Options{Timeout: time.Second, Failures: 1}, Tier{Name: "redis", Cache: shared})
+	closeChain(t, c)
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_, _, _ = c.Get(ctx, "k")
+		cancel()
+	}
+	if h := c.Health(); !h[0].Healthy {
+		t.Fatalf("clients that hung up marked a healthy backend down: %+v", h)
+	}
+}
+
+// pingOnly answers pings but fails every lookup, like a table that is locked.
+type pingOnly struct{ pings atomic.Int64 }
+
+func (*pingOnly) Get(context.Context, string) (calc.Result, error) {
+	return calc.Result{}, errors.New("lock wait timeout")
+}
+func (*pingOnly) Set(context.Context, string, calc.Result) error {
+	return errors.New("lock wait timeout")
+}
+func (p *pingOnly) Ping(context.Context) error {
+	p.pings.Add(1)
+	return nil
+}
+
+func TestABackendThatOnlyAnswersPingsBacksOffFurther(t *testing.T) {
+	b := &pingOnly{}
+	c := NewChain(Options{Failures: 1, BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond}, Tier{Name: "mysql", Cache: b})
+	closeChain(t, c)
+	var backoffs []time.Duration
+	for len(backoffs) < 5 {
+		if c.Health()[0].Healthy {
+			_, _, _ = c.Get(context.Background(), "k") // fails: opens the breaker again
+			c.tiers[0].mu.Lock()
+			backoffs = append(backoffs, c.tiers[0].backoff)
+			c.tiers[0].mu.Unlock()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	want := []time.Duration{10, 20, 40, 80, 80}
+	for i := range want {
+		if backoffs[i] != want[i]*time.Millisecond {
+			t.Fatalf("back-offs %v, want %v ms: a flapping backend must back off further", backoffs, want)
+		}
+	}
+}
+
+func TestCheckGivesSlowBackendsTheStartupBudget(t *testing.T) {
+	shared := newFake()
+	shared.delay = 150 * time.Millisecond
+	c := NewChain(Options{Timeout: 50 * time.Millisecond}, Tier{Name: "mysql", Cache: shared})
+	closeChain(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if errs := c.Check(ctx); len(errs) != 0 {
+		t.Fatalf("Check with a 3s budget failed a backend that answers in 150ms: %v", errs)
+	}
+}
+
+func TestAFailureAfterCloseStartsNoProber(t *testing.T) {
+	shared := newFake()
+	shared.setDown(true)
+	c := NewChain(Options{Failures: 1}, Tier{Name: "x", Cache: shared})
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = c.Get(context.Background(), "k")
+	time.Sleep(50 * time.Millisecond)
+	if n := shared.pings.Load(); n != 0 {
+		t.Fatalf("a closed chain probed %d times", n)
+	}
+}

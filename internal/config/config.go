@@ -83,6 +83,10 @@ type Config struct {
 	// Source is where the configuration was read from ("" for the defaults).
 	// It is not a key.
 	Source string
+
+	// lines maps each key Parse read to the line it was first set on, so that
+	// Validate's errors can name the line as Parse's do.
+	lines map[string]int
 }
 
 // Default returns the configuration used when there is no file: every
@@ -214,6 +218,12 @@ func Parse(name string, data []byte) (Config, error) {
 	c := Default()
 	c.Source = name
 	for _, p := range pairs {
+		if c.lines == nil {
+			c.lines = make(map[string]int)
+		}
+		if _, ok := c.lines[specs[index[strings.ToLower(p.key)]].name]; !ok {
+			c.lines[specs[index[strings.ToLower(p.key)]].name] = p.line
+		}
 		s := specs[index[strings.ToLower(p.key)]]
 		vals, seen := values[p.key]
 		if !seen {

@@ -75,6 +75,9 @@ func TestDefault(t *testing.T) {
 	t.Run("an empty file gives the defaults", func(t *testing.T) {
 		p := mustParse(t, "")
 		p.Source = ""
+		if p.lines != nil {
+			t.Errorf("an empty file recorded lines %v", p.lines)
+		}
 		if !reflect.DeepEqual(p, c) {
 			t.Errorf("Parse(\"\") = %+v, want %+v", p, c)
 		}

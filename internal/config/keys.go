@@ -260,10 +260,12 @@ func boolKey(name, backend string, field func(*Config) *bool) keySpec {
 			switch {
 			case strings.EqualFold(v, "true"):
 				*field(c) = true
-			case strings.EqualFold(v, "false"):
+			case strings.EqualFold(v, "false"), v == "":
+				// Empty is "unset", as for every other key: contest templates
+				// leave values blank. Every boolean defaults to false.
 				*field(c) = false
 			default:
-				return valueError("must be true or false")
+				return valueError("must be true or false (empty means false)")
 			}
 			return nil
 		},

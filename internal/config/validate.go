@@ -18,8 +18,9 @@ import (
 //   - host:port items must parse with ports from 1 to 65535 (PprofAddr: 0 to 65535);
 //   - Port is 0..65535, 0 meaning any free port.
 //
-// The errors are *Error values without a file or line, joined with
-// errors.Join when there are several.
+// The errors are *Error values, joined with errors.Join when there are several;
+// they name Source and the key's line when the key came from a file, and neither
+// when it came from a default or a flag.
 func (c Config) Validate() error {
 	var errs []*Error
 	specs := keySpecs()
@@ -34,17 +35,20 @@ func (c Config) Validate() error {
 		scratch := Default()
 		if e := s.set(&scratch, v); e != nil {
 			e.Key, e.Value = s.name, maskIf(s.secret, v)
+			e.File, e.Line = c.where(s.name)
 			errs = append(errs, e)
 			continue
 		}
 		if same, got := sameField(&c, &scratch, s.name); !same {
-			errs = append(errs, &Error{Key: s.name, Value: maskIf(s.secret, v),
+			file, line := c.where(s.name)
+			errs = append(errs, &Error{File: file, Line: line, Key: s.name, Value: maskIf(s.secret, v),
 				Msg: "cannot be written in server.ini as it is: it would read back as " + got})
 		}
 	}
 
 	cross := func(key, msg string) {
-		errs = append(errs, &Error{Key: key, Value: values[key], Msg: msg})
+		file, line := c.where(key)
+		errs = append(errs, &Error{File: file, Line: line, Key: key, Value: values[key], Msg: msg})
 	}
 	if c.MysqlHost != "" && c.MysqlDb == "" {
 		cross("MysqlDb", "must be set when MysqlHost is set")
@@ -61,6 +65,16 @@ func (c Config) Validate() error {
 		}
 	}
 	return joinErrors(errs)
+}
+
+// where returns the file and line key was set on, or "" and 0 when it was not
+// read from a file.
+func (c Config) where(key string) (string, int) {
+	line, ok := c.lines[key]
+	if !ok {
+		return "", 0
+	}
+	return c.Source, line
 }
 
 // sameField reports whether a and b hold the same value in the field named

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -75,8 +76,8 @@ func TestEveryKeyHasItsField(t *testing.T) {
 			t.Errorf("key %s has no Config field", k)
 		}
 	}
-	if got, want := len(Keys()), typ.NumField()-1; got != want {
-		t.Errorf("%d keys for %d fields besides Source", got, want)
+	if got, want := len(Keys()), typ.NumField()-2; got != want {
+		t.Errorf("%d keys for %d fields besides Source and lines", got, want)
 	}
 }
 
@@ -194,5 +195,33 @@ func TestSuggest(t *testing.T) {
 				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidateNamesTheLineOfAKeyFromTheFile(t *testing.T) {
+	c, err := Parse("server.ini", []byte("# redis\nRedisHost = r\nRedisAddrs = a:1,b:2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	var e *Error
+	if !errors.As(err, &e) || e.File != "server.ini" || e.Line != 3 || e.Key != "RedisAddrs" {
+		t.Fatalf("Validate = %v, want server.ini:3 RedisAddrs", err)
+	}
+	// A key set after Parse (from a flag) names no line.
+	c.RedisAddrs = nil
+	c.MysqlHost = "db"
+	if err := c.Validate(); !errors.As(err, &e) || e.Line != 0 || e.File != "" || e.Key != "MysqlDb" {
+		t.Fatalf("Validate = %v, want MysqlDb without a line", err)
+	}
+}
+
+func TestAnEmptyBooleanIsFalse(t *testing.T) {
+	c, err := Parse("server.ini", []byte("\"MongoDbEnableSSL\" = \"\"\nRedisTLS =\n"))
+	if err != nil || c.MongoDbEnableSSL || c.RedisTLS {
+		t.Fatalf("Parse = %+v, %v", c, err)
+	}
+	if _, err := Parse("server.ini", []byte("RedisTLS = yes\n")); err == nil || !strings.Contains(err.Error(), "true or false") {
+		t.Fatalf("RedisTLS = yes: %v", err)
 	}
 }

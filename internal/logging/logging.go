@@ -105,3 +105,31 @@ func New(w io.Writer, format string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("%w %q (allowed: logfmt, json)", ErrFormat, format)
 }
+
+// Guard wraps a writer such as standard error so that a failed write is counted
+// and dropped, like File's.
+type Guard struct {
+	w      io.Writer
+	mu     sync.Mutex
+	failed int64
+}
+
+// NewGuard returns a Guard around w.
+func NewGuard(w io.Writer) *Guard { return &Guard{w: w} }
+
+// Write passes p on and never returns an error.
+func (g *Guard) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, err := g.w.Write(p); err != nil {
+		g.failed++
+	}
+	return len(p), nil
+}
+
+// Failed returns the number of writes that could not be completed.
+func (g *Guard) Failed() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
+}

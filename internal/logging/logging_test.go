@@ -78,3 +78,28 @@ func TestBadLocationsAndFormats(t *testing.T) {
 		t.Error("format xml accepted")
 	}
 }
+
+func TestEscapeKeyCannotForgeALine(t *testing.T) {
+	cases := map[string]string{
+		"plain":                          "SUNhbkhhelVuaWNvcm4/LTg5OTk=",
+		"a newline":                      "a%0Ab",
+		"a quote and a backslash":        "%22%5C",
+		"a percent sign stays decodable": "100%25",
+		"raw high bytes":                 "%FF%00",
+	}
+	in := map[string]string{
+		"plain":                          "SUNhbkhhelVuaWNvcm4/LTg5OTk=",
+		"a newline":                      "a\nb",
+		"a quote and a backslash":        "\"\\",
+		"a percent sign stays decodable": "100%",
+		"raw high bytes":                 "\xff\x00",
+	}
+	for name, want := range cases {
+		if got := EscapeKey(in[name]); got != want {
+			t.Errorf("%s: EscapeKey(%q) = %q, want %q", name, in[name], got, want)
+		}
+	}
+	if got := EscapeURI("/calc?input=a%2Fb c"); got != "/calc?input=a%2Fb%20c" {
+		t.Errorf("EscapeURI = %q", got)
+	}
+}

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"strings"
+
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"net/http"
 	"strconv"
 	"sync"
@@ -38,6 +41,13 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	}
 
 	res, _, err := s.cache.Get(r.Context(), key)
+	if err != nil {
+		// A job may have stored the answer while the shared tiers were asked: a
+		// second look at memory saves a job then.
+		if local, ok := s.cache.GetLocal(key); ok {
+			res, err = local, nil
+		}
+	}
 	result := hit
 	if err != nil {
 		var val []byte
@@ -58,9 +68,15 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", s.retry)
 			s.fail(w, http.StatusServiceUnavailable, "draining: the server is shutting down")
 			return
+		case r.Context().Err() != nil:
+			// The client went away while waiting; nobody reads this answer. 499
+			// (nginx's "client closed request") keeps it apart from real 503s
+			// in the access log and the metrics.
+			s.fail(w, statusClientClosed, "client closed the request while waiting")
+			return
 		case err != nil:
-			// The client went away while waiting; nobody reads this answer.
-			s.fail(w, http.StatusServiceUnavailable, "request canceled while waiting")
+			s.log.Error("job failed", "key", logging.EscapeKey(key), "err", err)
+			s.fail(w, http.StatusInternalServerError, "internal error")
 			return
 		}
 		copy(res[:], val)
@@ -89,7 +105,7 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	h["X-Served-By"] = s.hdr.servedBy
 	h["Cache-Control"] = s.hdr.cacheControl
 	h["Etag"] = []string{etag}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag {
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -99,6 +115,21 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body) // net/http drops the body of a HEAD answer
 	*bp = body
 	bodyPool.Put(bp)
+}
+
+// statusClientClosed is nginx's status for a request whose client went away.
+const statusClientClosed = 499
+
+// etagMatches reports whether an If-None-Match header matches etag, with the weak
+// comparison RFC 9110 prescribes for it: "*", or any tag in the list, W/ or not.
+func etagMatches(header, etag string) bool {
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // compute is the job of a miss: it runs after the simulated work, under no client's

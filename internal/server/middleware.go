@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,9 +70,9 @@ func (s *Server) observe(next http.Handler, name string) http.Handler {
 		s.m.requests.WithLabelValues(name, statusText(sw.code), rec.cache).Inc()
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
 			slog.String("client", r.RemoteAddr),
-			slog.String("method", escape(r.Method)),
-			slog.String("path", escapeURI(r.RequestURI)),
-			slog.String("key", escape(rec.key)),
+			slog.String("method", logging.EscapeKey(r.Method)),
+			slog.String("path", logging.EscapeURI(r.RequestURI)),
+			slog.String("key", logging.EscapeKey(rec.key)),
 			slog.Int("status", sw.code),
 			slog.Int("bytes", sw.bytes),
 			slog.Duration("duration", time.Since(start)),

@@ -115,13 +115,23 @@ func New(o Options) *Server {
 	retry := int64((o.Queue.WorkTime + time.Second - 1) / time.Second)
 	s.retry = strconv.FormatInt(max(retry, 1), 10)
 
-	mux := http.NewServeMux()
-	mux.Handle("/calc", s.methods(http.HandlerFunc(s.handleCalc), "calc"))
-	mux.Handle("/healthcheck", s.methods(http.HandlerFunc(s.handleHealth), "healthcheck"))
-	mux.Handle("/metrics", s.methods(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), "metrics"))
-	mux.Handle("/{$}", s.methods(http.HandlerFunc(s.handleRoot), "root"))
-	mux.Handle("/", s.observe(http.HandlerFunc(s.handleNotFound), "notfound"))
-	s.handler = mux
+	// Routing is an exact match on the path. http.ServeMux would answer a path
+	// that is not clean (//calc, /calc/../calc) with a redirect of its own, in HTML,
+	// without the contract's JSON, headers or access line.
+	routes := map[string]http.Handler{
+		"/calc":        s.methods(http.HandlerFunc(s.handleCalc), "calc"),
+		"/healthcheck": s.methods(http.HandlerFunc(s.handleHealth), "healthcheck"),
+		"/metrics":     s.methods(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), "metrics"),
+		"/":            s.methods(http.HandlerFunc(s.handleRoot), "root"),
+	}
+	notFound := s.observe(http.HandlerFunc(s.handleNotFound), "notfound")
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := routes[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		notFound.ServeHTTP(w, r)
+	})
 	return s
 }
 
@@ -147,7 +157,9 @@ func (s *Server) Open(addr string) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ConnContext:       s.connContext,
-		ConnState:         s.connState,
+		// OPTIONS * would otherwise get net/http's own 200.
+		DisableGeneralOptionsHandler: true,
+		ConnState:                    s.connState,
 	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -179,7 +191,10 @@ func (s *Server) Drain(ctx context.Context) error {
 	if s.srv != nil {
 		serr = s.srv.Shutdown(ctx)
 	}
-	return errors.Join(qerr, serr)
+	if qerr != nil {
+		return qerr // Shutdown then failed for the same reason
+	}
+	return serr
 }
 
 // Close stops serving at once.

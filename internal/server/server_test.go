@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"io"
 	"log/slog"
 	"net"
@@ -397,8 +398,8 @@ func FuzzInputKey(f *testing.F) {
 		if err == nil && (key == "" || len(key) > MaxKeyLen) {
 			t.Fatalf("accepted %q", key)
 		}
-		if e := escape(key); strings.ContainsAny(e, "\n\r\" \\") {
-			t.Fatalf("escape(%q) = %q", key, e)
+		if e := logging.EscapeKey(key); strings.ContainsAny(e, "\n\r\" \\") {
+			t.Fatalf("logging.EscapeKey(%q) = %q", key, e)
 		}
 	})
 }
@@ -530,5 +531,60 @@ func TestADeadBackendDegradesHealthButNeverFailsARequest(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"status":"degraded"`) ||
 		!strings.Contains(body, `{"name":"redis","healthy":false,"error":"connection refused"}`) {
 		t.Fatalf("healthcheck %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestConditionalRequestsAndUncleanPaths(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = time.Millisecond })
+	resp, _ := f.do(t, "GET", "/calc?input=testing")
+	etag := resp.Header.Get("ETag")
+	for _, inm := range []string{etag, "W/" + etag, `"other", ` + etag, "*"} {
+		req, _ := http.NewRequest("GET", f.ts.URL+"/calc?input=testing", nil)
+		req.Header.Set("If-None-Match", inm)
+		resp, err := f.ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotModified {
+			t.Errorf("If-None-Match %s: %d, want 304", inm, resp.StatusCode)
+		}
+	}
+	for _, path := range []string{"//calc?input=x", "/calc/../calc?input=x", "/calc/"} {
+		resp, body := f.do(t, "GET", path)
+		if resp.StatusCode != 404 || !strings.Contains(body, `"error"`) || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d %q, want the JSON 404", path, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestAClientThatLeavesTheLineIsLoggedAs499NotCountedAsRejected(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Queue.WorkTime = 300 * time.Millisecond })
+	busy := make(chan struct{})
+	go func() { // holds the core
+		defer close(busy)
+		if resp, err := f.ts.Client().Get(f.ts.URL + "/calc?input=busy"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	t.Cleanup(func() { <-busy })
+	deadline := time.Now().Add(5 * time.Second)
+	for f.srv.q.Stats().Busy == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.ts.URL+"/calc?input=impatient", nil)
+	if _, err := f.ts.Client().Do(req); err == nil {
+		t.Fatal("the impatient request was answered")
+	}
+	for !strings.Contains(f.log.String(), "key=impatient status=499") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 499 access line:\n%s", f.log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := f.srv.rejected.Load(); n != 0 {
+		t.Fatalf("a client that left was counted as rejected (%d)", n)
 	}
 }

@@ -40,6 +40,12 @@ import (
 // how to create the table.
 var ErrNoTable = errors.New("mysql: table does not exist")
 
+// ErrSchema is wrapped by Init (and by every operation that calls it) when the
+// table exists but cannot be used: it lacks a required column, its id is not
+// AUTO_INCREMENT, or requestvalue or requestid is too short. Like ErrNoTable it
+// is a configuration error, not an outage; the message says what to change.
+var ErrSchema = errors.New("mysql: table cannot be used")
+
 // DefaultTable is the table name contest teams were told to create.
 const DefaultTable = "unicorntable"
 
@@ -437,14 +443,49 @@ func (c *Cache) Set(ctx context.Context, key string, r calc.Result) error {
 	case s.unique:
 		_, err = s.set.ExecContext(ctx, rid, token)
 	case s.ttl:
-		_, err = s.set.ExecContext(ctx, rid, token, rid, rid, token, c.o.TTL.Microseconds())
+		err = c.insertIfAbsent(ctx, s, rid, token, rid, rid, token, c.o.TTL.Microseconds())
 	default:
-		_, err = s.set.ExecContext(ctx, rid, token, rid, rid, token)
+		err = c.insertIfAbsent(ctx, s, rid, token, rid, rid, token)
 	}
 	if err != nil {
 		return c.fail(s, "set", err)
 	}
 	return nil
+}
+
+// Server errors after which insertIfAbsent tries once more.
+const (
+	erAutoincRead  = 1467 // ER_AUTOINC_READ_FAILED, InnoDB's answer to some lock conflicts
+	erLockDeadlock = 1213 // ER_LOCK_DEADLOCK: the transaction was rolled back
+)
+
+// insertIfAbsent runs the INSERT … SELECT … WHERE NOT EXISTS of a table without a
+// unique index on requestid. At REPEATABLE READ, InnoDB's default, the subquery
+// takes shared next-key locks over every row it scans (all of them when requestid
+// has no index), and concurrent inserts then fail with a deadlock or "Failed to
+// read auto-increment value". At READ COMMITTED the subquery is a consistent read
+// that locks nothing. The isolation level is set per transaction
+// (sql.TxOptions), which MariaDB and MySQL 8 both accept. A statement that still
+// fails with a deadlock or that error is tried once more.
+func (c *Cache) insertIfAbsent(ctx context.Context, s *schema, args ...any) error {
+	err := c.insertTx(ctx, s, args)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == erLockDeadlock || me.Number == erAutoincRead) {
+		err = c.insertTx(ctx, s, args)
+	}
+	return err
+}
+
+func (c *Cache) insertTx(ctx context.Context, s *schema, args []any) error {
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.StmtContext(ctx, s.set).ExecContext(ctx, args...); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // Delete removes every row stored for key, whatever its version: Chain calls it to
@@ -461,14 +502,31 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// initBudget is the least time Ping gives Init when it has to run it.
+const initBudget = 3 * time.Second
+
 // Ping checks the server answers and, until Init has succeeded, runs it, so that
 // Chain's probe both recovers a backend that was down at startup and keeps one
-// whose table is missing unhealthy (with ErrNoTable).
+// whose table is missing unhealthy (with ErrNoTable or ErrSchema).
+//
+// Once Init has succeeded, Ping is one round trip bounded by ctx. Until then it
+// runs Init, which dials, queries information_schema and prepares statements:
+// far more than a cache lookup's CacheTimeout, which probes pass as ctx, allows
+// at any latency. So Init runs detached from ctx's deadline and cancellation,
+// under its own budget of the larger of Timeout and initBudget. Ping is meant for
+// probes and startup, off the request path.
 func (c *Cache) Ping(ctx context.Context) error {
-	if err := c.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("mysql: ping %s at %s: %w", c.name, c.addr, err)
+	if c.state.Load() != nil {
+		if err := c.db.PingContext(ctx); err != nil {
+			return fmt.Errorf("mysql: ping %s at %s: %w", c.name, c.addr, err)
+		}
+		if c.state.Load() != nil {
+			return nil
+		}
 	}
-	_, err := c.ready(ctx)
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.o.Timeout, initBudget))
+	defer cancel()
+	_, err := c.ready(ictx)
 	return err
 }
 

@@ -297,6 +297,7 @@ func TestKeysAUTF8MB4ColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 	t.Parallel()
 	name, db := testDB(t, server)
 	exec(t, db, contestTable+" DEFAULT CHARSET=utf8mb4")
+	exec(t, db, "CREATE INDEX requestid ON unicorntable (requestid)")
 	c := newCache(t, server, name, Options{})
 	for _, key := range []string{strings.Repeat("y", 255), "clé-ünicorn-🦄", "nul\x00byte"} {
 		set(t, c, 1, key)
@@ -563,6 +564,10 @@ func TestTablesInitRejects(t *testing.T) {
 			"CREATE TABLE unicorntable(id INT PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)",
 			[]string{"AUTO_INCREMENT"},
 		},
+		"a requestid too short for a hashed key": {
+			"CREATE TABLE unicorntable(id SERIAL PRIMARY KEY, requestid VARCHAR(40), requestvalue VARCHAR(255), hits INT)",
+			[]string{"requestid", "71"},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -570,8 +575,14 @@ func TestTablesInitRejects(t *testing.T) {
 			exec(t, db, tc.create)
 			c := newCache(t, server, dbName, Options{CreateTable: true})
 			err := c.Init(ctxT(t))
-			if err == nil || errors.Is(err, ErrNoTable) {
-				t.Fatalf("Init() = %v, want an error other than ErrNoTable", err)
+			if !errors.Is(err, ErrSchema) || errors.Is(err, ErrNoTable) {
+				t.Fatalf("Init() = %v, want ErrSchema and not ErrNoTable", err)
+			}
+			if _, err := c.Get(ctxT(t), "k"); !errors.Is(err, ErrSchema) {
+				t.Errorf("Get() = %v, want ErrSchema", err)
+			}
+			if err := c.Ping(ctxT(t)); !errors.Is(err, ErrSchema) {
+				t.Errorf("Ping() = %v, want ErrSchema", err)
 			}
 			for _, w := range append(tc.want, "`"+dbName+"`.`unicorntable`") {
 				if !strings.Contains(err.Error(), w) {
@@ -802,5 +813,106 @@ func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
 	}
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 3 {
 		t.Fatalf("hits = %d after Close, want 3: Close must flush", n)
+	}
+}
+
+func TestConcurrentContestSetsAllSucceed(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	const writers, each = 8, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("w%d-k%d", w, i)
+				if err := c.Set(ctxT(t), key, calc.Sum(1, []byte(key))); err != nil {
+					errs <- fmt.Errorf("Set(%q): %w", key, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed++; failed <= 5 {
+			t.Error(err)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent Sets failed", failed, writers*each)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(DISTINCT requestid) FROM unicorntable"); n != writers*each {
+		t.Errorf("%d keys stored, want %d", n, writers*each)
+	}
+	for w := range writers {
+		for i := range each {
+			wantHit(t, c, 1, fmt.Sprintf("w%d-k%d", w, i))
+		}
+	}
+}
+
+func TestWarningsSuggestAnIndexOnRequestID(t *testing.T) {
+	t.Parallel()
+	c, db, name := contest(t, Options{})
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const stmt = "CREATE INDEX requestid ON `unicorntable` (requestid);"
+	w := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{stmt, "scans the whole table", "`" + name + "`.`unicorntable`"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("Warnings() = %q, want it to contain %q", w, want)
+		}
+	}
+	// The statement works as given, and a fresh Init then sees the index and keeps
+	// contest semantics: the index is not unique.
+	exec(t, db, stmt)
+	c = newCache(t, server, name, Options{})
+	set(t, c, 1, "k")
+	set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
+	wantHit(t, c, 1, "k")
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
+		t.Errorf("Warnings() with the index = %q, want none about an index", w)
+	}
+	if m := c.Mode(); m != "contest" {
+		t.Errorf("Mode() = %q, want contest", m)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 2 {
+		t.Errorf("%d rows for k, want one per version", n)
+	}
+}
+
+func TestAnIndexNotLedByRequestIDStillWarns(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	exec(t, db, "CREATE INDEX hits_requestid ON unicorntable (hits, requestid)")
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "CREATE INDEX requestid") {
+		t.Errorf("Warnings() = %q, want the index suggested", w)
+	}
+}
+
+func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
+	t.Parallel()
+	c, _, _ := contest(t, Options{Timeout: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done() // a probe's CacheTimeout, already spent: Init must not depend on it
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping() with an expired context on a fresh Cache = %v, want Init to run on its own budget", err)
+	}
+	if m := c.Mode(); m != "contest" {
+		t.Fatalf("Mode() = %q after Ping, want contest", m)
+	}
+	// Once initialised, Ping is a round trip that honours its context.
+	if err := c.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping() with an expired context after Init = %v, want DeadlineExceeded", err)
+	}
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Errorf("Ping() = %v", err)
 	}
 }

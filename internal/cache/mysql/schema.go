@@ -64,8 +64,9 @@ func (s *schema) close() {
 // Init connects, inspects the table, creates it if it is missing and
 // Options.CreateTable is set, and prepares the statements for its mode. A missing
 // table (or database) yields an error wrapping ErrNoTable that says how to create
-// it; a table lacking a required column yields an error naming the columns; an
-// unreachable server yields a plain error, and the caller calls Init again later.
+// it; a table that cannot be used (a required column missing or too short, an id
+// that is not AUTO_INCREMENT) yields an error wrapping ErrSchema that says what to
+// change; an unreachable server yields a plain error, and the caller calls Init again later.
 // Init is idempotent and safe for concurrent use: once it has succeeded it returns
 // nil at once.
 func (c *Cache) Init(ctx context.Context) error {
@@ -150,8 +151,8 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("mysql: table %s lacks the column(s) %s; it needs id, requestid, requestvalue and hits, as in: %s",
-			c.name, strings.Join(missing, ", "), contestCreate(c.quote))
+		return nil, fmt.Errorf("%w: %s lacks the column(s) %s; it needs id, requestid, requestvalue and hits, as in: %s",
+			ErrSchema, c.name, strings.Join(missing, ", "), contestCreate(c.quote))
 	}
 
 	cols, err := c.columns(ctx)
@@ -160,18 +161,18 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	}
 	s := &schema{maxKey: 255}
 	if id, ok := cols["id"]; ok && !strings.Contains(strings.ToLower(id.extra), "auto_increment") {
-		return nil, fmt.Errorf("mysql: column id of table %s is not AUTO_INCREMENT; declare it as id SERIAL PRIMARY KEY", c.name)
+		return nil, fmt.Errorf("%w: column id of %s is not AUTO_INCREMENT; declare it as id SERIAL PRIMARY KEY", ErrSchema, c.name)
 	}
 	if v, ok := cols["requestvalue"]; ok {
 		if !isText(v.dataType) || v.maxLen.Valid && v.maxLen.Int64 < calc.TokenSize {
-			return nil, fmt.Errorf("mysql: column requestvalue of table %s is %s(%d); it must hold %d characters: VARCHAR(255)",
-				c.name, strings.ToUpper(v.dataType), v.maxLen.Int64, calc.TokenSize)
+			return nil, fmt.Errorf("%w: column requestvalue of %s is %s(%d); it must hold %d characters: VARCHAR(255)",
+				ErrSchema, c.name, strings.ToUpper(v.dataType), v.maxLen.Int64, calc.TokenSize)
 		}
 	}
 	if rid, ok := cols["requestid"]; ok {
 		if !isText(rid.dataType) || rid.maxLen.Valid && rid.maxLen.Int64 < int64(hashedLen) {
-			return nil, fmt.Errorf("mysql: column requestid of table %s is %s(%d); it must hold at least %d characters: VARCHAR(255)",
-				c.name, strings.ToUpper(rid.dataType), rid.maxLen.Int64, hashedLen)
+			return nil, fmt.Errorf("%w: column requestid of %s is %s(%d); it must hold at least %d characters: VARCHAR(255)",
+				ErrSchema, c.name, strings.ToUpper(rid.dataType), rid.maxLen.Int64, hashedLen)
 		}
 		if rid.maxLen.Valid && rid.maxLen.Int64 < int64(s.maxKey) {
 			s.maxKey = int(rid.maxLen.Int64)
@@ -198,9 +199,17 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	}
 	s.ttl = s.createdAt && c.o.TTL > 0
 
-	s.unique, err = c.uniqueRequestID(ctx)
+	var indexed bool
+	s.unique, indexed, err = c.requestIDIndexes(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Without the privilege to see the table's columns Init sees none of its
+	// indexes either, and says nothing rather than something possibly false.
+	if !indexed && len(cols) > 0 {
+		s.warnings = append(s.warnings, fmt.Sprintf(
+			"column requestid of table %s has no index: every lookup scans the whole table; run: CREATE INDEX requestid ON %s (requestid);",
+			c.name, c.quote))
 	}
 	if s.unique {
 		if coll := cols["requestid"].collation; coll.Valid && !strings.HasSuffix(strings.ToLower(coll.String), "_bin") {
@@ -276,29 +285,37 @@ func (c *Cache) columns(ctx context.Context) (map[string]column, error) {
 	return cols, nil
 }
 
-// uniqueRequestID reports whether a unique index covers exactly the whole of
-// requestid, the condition for ON DUPLICATE KEY UPDATE to replace a key's row.
-func (c *Cache) uniqueRequestID(ctx context.Context) (bool, error) {
+// requestIDIndexes reports whether a unique index covers exactly the whole of
+// requestid, the condition for ON DUPLICATE KEY UPDATE to replace a key's row,
+// and whether any index starts with requestid, so that lookups by key use it
+// instead of scanning the table.
+func (c *Cache) requestIDIndexes(ctx context.Context) (unique, indexed bool, err error) {
 	rows, err := c.admin.QueryContext(ctx,
-		"SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "+
-			"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0",
+		"SELECT INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "+
+			"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
 		c.o.DB, c.o.Table)
 	if err != nil {
-		return false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
+		return false, false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
 	}
 	defer rows.Close()
 	type index struct {
 		cols  int
-		whole bool // its only column so far is the whole of requestid
+		whole bool // a unique index whose only column so far is the whole of requestid
 	}
 	indexes := make(map[string]*index)
 	for rows.Next() {
 		var (
 			name, col string
+			nonUnique int
+			seq       int
 			sub       sql.NullInt64
 		)
-		if err := rows.Scan(&name, &col, &sub); err != nil {
-			return false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
+		if err := rows.Scan(&name, &nonUnique, &seq, &col, &sub); err != nil {
+			return false, false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
+		}
+		isRequestID := strings.EqualFold(col, "requestid")
+		if seq == 1 && isRequestID {
+			indexed = true
 		}
 		ix := indexes[name]
 		if ix == nil {
@@ -306,17 +323,17 @@ func (c *Cache) uniqueRequestID(ctx context.Context) (bool, error) {
 			indexes[name] = ix
 		}
 		ix.cols++
-		ix.whole = ix.cols == 1 && strings.EqualFold(col, "requestid") && !sub.Valid
+		ix.whole = ix.cols == 1 && nonUnique == 0 && isRequestID && !sub.Valid
 	}
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
+		return false, false, fmt.Errorf("mysql: inspect indexes of %s: %w", c.name, err)
 	}
 	for _, ix := range indexes {
 		if ix.cols == 1 && ix.whole {
-			return true, nil
+			unique = true
 		}
 	}
-	return false, nil
+	return unique, indexed, nil
 }
 
 // isText reports whether an information_schema DATA_TYPE stores strings.
