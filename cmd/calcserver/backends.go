@@ -155,13 +155,14 @@ func tiers(cfg config.Config, mem *cache.Memory, backends []backend) []cache.Tie
 }
 
 // initMySQL checks the MySQL table at startup. A missing table (without
-// MysqlCreateTable) is fatal, because the file says it must exist; an unreachable
-// server is not: the server starts degraded and the chain keeps probing.
+// MysqlCreateTable) or one that cannot be used is fatal, because the file says it
+// must exist; an unreachable server is not: the server starts degraded and the
+// chain keeps probing.
 func initMySQL(ctx context.Context, b backend, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := b.mysql.Init(ctx)
-	if errors.Is(err, mysql.ErrNoTable) {
+	if errors.Is(err, mysql.ErrNoTable) || errors.Is(err, mysql.ErrSchema) {
 		return err
 	}
 	if err != nil {

@@ -347,6 +347,14 @@ func TestEndToEndMySQLTable(t *testing.T) {
 		t.Fatalf("missing table: exit %d\n%s", code, stderr)
 	}
 
+	if _, err := db.Exec("CREATE TABLE short (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(100), hits INT)"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCmd(t, nil, "-config", writeINI(t, base+"Port = 0\nMysqlTable = short\n"))
+	if code != 1 || !strings.Contains(stderr, "cannot be used") || !strings.Contains(stderr, "short") {
+		t.Fatalf("unusable table: exit %d\n%s", code, stderr)
+	}
+
 	s := start(t, base+"MysqlCreateTable = true\nMemoryCacheSize = 0\nWorkMode = sleep\nWorkTime = 10ms\nCacheTTL = 1h\n")
 	var n int
 	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema='unicorn' AND table_name='unicorntable' AND column_name='requestid' AND non_unique=0").Scan(&n); err != nil || n != 1 {
