@@ -158,20 +158,14 @@ func tiers(cfg config.Config, mem *cache.Memory, backends []backend) []cache.Tie
 // MysqlCreateTable) or one that cannot be used is fatal, because the file says it
 // must exist; an unreachable server is not: the server starts degraded and the
 // chain keeps probing.
-func initMySQL(ctx context.Context, b backend, log *slog.Logger) error {
+func initMySQL(ctx context.Context, b backend) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := b.mysql.Init(ctx)
+	err := b.mysql.Init(ctx) // logs the table's warnings when it succeeds
 	if errors.Is(err, mysql.ErrNoTable) || errors.Is(err, mysql.ErrSchema) {
 		return err
 	}
-	if err != nil {
-		return nil // unreachable: the chain's startup check reports it and probes
-	}
-	for _, w := range b.mysql.Warnings() {
-		log.Warn("mysql backend", "warning", w)
-	}
-	return nil
+	return nil // unreachable: the chain's startup check reports it and probes
 }
 
 // purge is `calcserver purge`: it deletes the entries whose key (or its base64

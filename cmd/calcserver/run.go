@@ -260,7 +260,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		if b.mysql == nil {
 			continue
 		}
-		if err := initMySQL(context.Background(), b, log); err != nil {
+		if err := initMySQL(context.Background(), b); err != nil {
 			log.Error("startup failed", "err", err)
 			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 			return exitRuntime

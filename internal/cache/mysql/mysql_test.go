@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -914,5 +915,36 @@ func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
 	}
 	if err := c.Ping(ctxT(t)); err != nil {
 		t.Errorf("Ping() = %v", err)
+	}
+}
+
+// syncBuf is a log destination safe for the driver's and the test's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestInitLogsTheTablesWarnings(t *testing.T) {
+	t.Parallel()
+	var logs syncBuf
+	c, _, _ := contest(t, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := c.Ping(ctxT(t)); err != nil { // as a probe would, long after startup
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "CacheTTL cannot be enforced") || !strings.Contains(out, "CREATE INDEX") {
+		t.Fatalf("Init did not log the table's warnings:\n%s", out)
 	}
 }

@@ -96,6 +96,13 @@ func (c *Cache) init(ctx context.Context) (*schema, error) {
 		return nil, err
 	}
 	c.state.Store(s)
+	// Logged here rather than by the caller: Init may first succeed long after
+	// startup, from a probe, and the operator should still see them.
+	if c.o.Logger != nil {
+		for _, w := range s.warnings {
+			c.o.Logger.Warn("mysql backend: "+w, "backend", "mysql")
+		}
+	}
 	return s, nil
 }
 
