@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 )
 
@@ -33,33 +34,6 @@ func newCache(t testing.TB, o Options) *Cache {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-func mustSet(t testing.TB, c *Cache, key string) calc.Result {
-	t.Helper()
-	r := calc.Sum(c.version, []byte(key))
-	if err := c.Set(context.Background(), key, r); err != nil {
-		t.Fatalf("Set(%q): %v", key, err)
-	}
-	return r
-}
-
-func wantHit(t testing.TB, c *Cache, key string) {
-	t.Helper()
-	got, err := c.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("Get(%q) at v%d: %v, want a hit", key, c.version, err)
-	}
-	if want := calc.Sum(c.version, []byte(key)); got != want {
-		t.Fatalf("Get(%q) at v%d = %x, want %x", key, c.version, got, want)
-	}
-}
-
-func wantMiss(t testing.TB, c *Cache, key string) {
-	t.Helper()
-	if _, err := c.Get(context.Background(), key); !errors.Is(err, cache.ErrMiss) {
-		t.Fatalf("Get(%q) at v%d: err %v, want ErrMiss", key, c.version, err)
-	}
 }
 
 func exists(t testing.TB, path string) bool {
@@ -136,32 +110,31 @@ func TestNewDoesNotNeedTheDirectory(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustSet(t, c, "k")
-	wantHit(t, c, "k")
+	cachetest.Set(t, c, c.version, "k")
+	cachetest.WantHit(t, c, c.version, "k")
 }
 
-func TestSetThenGetHits(t *testing.T) {
-	c := newCache(t, Options{})
-	for _, key := range []string{"3615-7184-2117", "testing", "SUNhbkhhelVuaWNvcm4/LTg5OTk=", "a\x00b\nc"} {
-		wantMiss(t, c, key)
-		mustSet(t, c, key)
-		wantHit(t, c, key)
-	}
-}
-
-func TestAnotherHostSeesWhatOneWrote(t *testing.T) {
+func TestConformance(t *testing.T) {
 	dir := t.TempDir()
-	a := newCache(t, Options{Dir: dir})
-	b := newCache(t, Options{Dir: dir})
-	mustSet(t, a, "3615-7184-2117")
-	wantHit(t, b, "3615-7184-2117")
-	other := newCache(t, Options{Dir: dir, Version: 2})
-	wantMiss(t, other, "3615-7184-2117")
+	cachetest.Conformance(t, cachetest.Backend{
+		New: func(t testing.TB, version int) cachetest.Shared {
+			return newCache(t, Options{Dir: dir, Version: version})
+		},
+		Put: func(t testing.TB, version int, key string, v []byte) {
+			path := newCache(t, Options{Dir: dir, Version: version}).path(key)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, v, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
 }
 
 func TestEntriesFollowTheLayout(t *testing.T) {
 	c := newCache(t, Options{Version: 3})
-	mustSet(t, c, "testing")
+	cachetest.Set(t, c, c.version, "testing")
 	sk := cache.StorageKey(3, "testing")
 	h := sk[strings.LastIndexByte(sk, ':')+1:]
 	path := filepath.Join(c.Dir(), "unicorn", "v3", h[0:2], h[2:4], h)
@@ -186,7 +159,7 @@ func TestEntriesFollowTheLayout(t *testing.T) {
 
 func TestGetMissesAnAbsentKey(t *testing.T) {
 	c := newCache(t, Options{})
-	wantMiss(t, c, "never stored")
+	cachetest.WantMiss(t, c, "never stored")
 	// Also when nothing at all was ever stored (no unicorn directory yet).
 	if exists(t, filepath.Join(c.Dir(), "unicorn")) {
 		t.Fatal("Get created directories")
@@ -197,62 +170,55 @@ func TestTTL(t *testing.T) {
 	old := time.Now().Add(-2 * time.Hour)
 	t.Run("an entry older than the TTL is a miss and is removed", func(t *testing.T) {
 		c := newCache(t, Options{TTL: time.Hour})
-		mustSet(t, c, "k")
+		cachetest.Set(t, c, c.version, "k")
 		if err := os.Chtimes(c.path("k"), old, old); err != nil {
 			t.Fatal(err)
 		}
-		wantMiss(t, c, "k")
+		cachetest.WantMiss(t, c, "k")
 		if exists(t, c.path("k")) {
 			t.Fatal("expired entry was not removed")
 		}
 	})
 	t.Run("an entry younger than the TTL hits", func(t *testing.T) {
 		c := newCache(t, Options{TTL: time.Hour})
-		mustSet(t, c, "k")
+		cachetest.Set(t, c, c.version, "k")
 		recent := time.Now().Add(-30 * time.Minute)
 		if err := os.Chtimes(c.path("k"), recent, recent); err != nil {
 			t.Fatal(err)
 		}
-		wantHit(t, c, "k")
+		cachetest.WantHit(t, c, c.version, "k")
 	})
 	t.Run("a TTL of 0 never expires", func(t *testing.T) {
 		c := newCache(t, Options{})
-		mustSet(t, c, "k")
+		cachetest.Set(t, c, c.version, "k")
 		ancient := time.Now().AddDate(-10, 0, 0)
 		if err := os.Chtimes(c.path("k"), ancient, ancient); err != nil {
 			t.Fatal(err)
 		}
-		wantHit(t, c, "k")
+		cachetest.WantHit(t, c, c.version, "k")
 	})
 	t.Run("rewriting an expired entry makes it live again", func(t *testing.T) {
 		c := newCache(t, Options{TTL: time.Hour})
-		mustSet(t, c, "k")
+		cachetest.Set(t, c, c.version, "k")
 		if err := os.Chtimes(c.path("k"), old, old); err != nil {
 			t.Fatal(err)
 		}
-		mustSet(t, c, "k")
-		wantHit(t, c, "k")
+		cachetest.Set(t, c, c.version, "k")
+		cachetest.WantHit(t, c, c.version, "k")
 	})
 }
 
+// TestTamperedValueIsCorrupt adds to the conformance suite's cases what only a
+// file can hold, and checks that the error names the file.
 func TestTamperedValueIsCorrupt(t *testing.T) {
 	const key = "3615-7184-2117"
-	right := cache.EncodeValue(1, key, calc.Sum(1, []byte(key)))
-	wrongResult := calc.Sum(1, []byte(key))
-	wrongResult[0] ^= 1
 	for name, content := range map[string][]byte{
-		"garbage bytes":             []byte("not a unicorn"),
-		"an empty file":             {},
-		"another key's value":       cache.EncodeValue(1, "testing", calc.Sum(1, []byte("testing"))),
-		"another version's value":   cache.EncodeValue(2, key, calc.Sum(2, []byte(key))),
-		"a wrong result":            cache.EncodeValue(1, key, wrongResult),
-		"the right value truncated": right[:len(right)-1],
-		"the right value and more":  append(slices.Clone(right), "\nmore"...),
-		"a huge file":               make([]byte, 10<<20),
+		"garbage bytes": []byte("not a unicorn"),
+		"a huge file":   make([]byte, 10<<20),
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := newCache(t, Options{})
-			mustSet(t, c, key)
+			cachetest.Set(t, c, c.version, key)
 			if err := os.WriteFile(c.path(key), content, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -264,24 +230,6 @@ func TestTamperedValueIsCorrupt(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
-	}
-}
-
-func TestDelete(t *testing.T) {
-	c := newCache(t, Options{})
-	ctx := context.Background()
-	mustSet(t, c, "a")
-	mustSet(t, c, "b")
-	if err := c.Delete(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	wantMiss(t, c, "a")
-	wantHit(t, c, "b")
-	if err := c.Delete(ctx, "a"); err != nil {
-		t.Fatalf("deleting an absent key: %v, want nil", err)
-	}
-	if err := c.Delete(ctx, "never stored"); err != nil {
-		t.Fatalf("deleting a key never stored: %v, want nil", err)
 	}
 }
 
@@ -303,7 +251,7 @@ func TestPurge(t *testing.T) {
 	v2 := newCache(t, Options{Dir: dir, Version: 2})
 	for _, c := range []*Cache{v1, v2} {
 		for _, k := range append(slices.Clone(matching), keeping...) {
-			mustSet(t, c, k)
+			cachetest.Set(t, c, c.version, k)
 		}
 	}
 
@@ -356,10 +304,10 @@ func TestPurge(t *testing.T) {
 	}
 	for _, c := range []*Cache{v1, v2} {
 		for _, k := range matching {
-			wantMiss(t, c, k)
+			cachetest.WantMiss(t, c, k)
 		}
 		for _, k := range keeping {
-			wantHit(t, c, k)
+			cachetest.WantHit(t, c, c.version, k)
 		}
 	}
 	for path, want := range map[string]bool{garbage: true, misnamed: true, freshTemp: true, oldTemp: false, oldTemp2: false} {
@@ -393,7 +341,7 @@ func TestPurgeOfAMissingDirFails(t *testing.T) {
 func TestPurgeStopsWhenTheContextEnds(t *testing.T) {
 	c := newCache(t, Options{})
 	for _, k := range []string{"a", "b", "c"} {
-		mustSet(t, c, k)
+		cachetest.Set(t, c, c.version, k)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var calls int
@@ -489,7 +437,7 @@ func TestConcurrentWritersNeverExposeATornValue(t *testing.T) {
 	writers.Wait()
 	close(stop)
 	readers.Wait()
-	wantHit(t, c, key)
+	cachetest.WantHit(t, c, c.version, key)
 	if tmp := tempFiles(t, c.Dir()); len(tmp) != 0 {
 		t.Errorf("temporary files left behind: %v", tmp)
 	}
@@ -521,7 +469,7 @@ func TestAnEndedContextTouchesNothing(t *testing.T) {
 
 func BenchmarkGetHit(b *testing.B) {
 	c := newCache(b, Options{})
-	mustSet(b, c, "3615-7184-2117")
+	cachetest.Set(b, c, c.version, "3615-7184-2117")
 	// A deadline, as Chain gives every shared-tier call, takes the goroutine path.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()

@@ -10,6 +10,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -34,138 +35,41 @@ func rawClient(t testing.TB, addr string) *memcache.Client {
 	return c
 }
 
-// wantHit checks that c answers key with the right result for its version.
-func wantHit(t *testing.T, c *Cache, key string) {
-	t.Helper()
-	got, err := c.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("Get(%q): %v, want hit", key, err)
-	}
-	if want := calc.Sum(c.version, []byte(key)); got != want {
-		t.Fatalf("Get(%q) = %x, want %x", key, got, want)
-	}
-}
-
-// wantMiss checks that c has nothing for key.
-func wantMiss(t *testing.T, c *Cache, key string) {
-	t.Helper()
-	if r, err := c.Get(context.Background(), key); !errors.Is(err, cache.ErrMiss) {
-		t.Fatalf("Get(%q) = %x, %v; want ErrMiss", key, r, err)
-	}
-}
-
-// set stores the right answer for key.
-func set(t *testing.T, c *Cache, key string) {
-	t.Helper()
-	if err := c.Set(context.Background(), key, calc.Sum(c.version, []byte(key))); err != nil {
-		t.Fatalf("Set(%q): %v", key, err)
-	}
-}
-
-func TestCache(t *testing.T) {
+func TestConformance(t *testing.T) {
 	p := svctest.Memcached(t)
-
-	t.Run("a stored key is a hit", func(t *testing.T) {
-		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		set(t, c, "store-then-hit")
-		wantHit(t, c, "store-then-hit")
-	})
-
-	t.Run("another host hits what the first wrote", func(t *testing.T) {
-		a := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		b := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		set(t, a, "shared")
-		wantHit(t, b, "shared")
-	})
-
-	t.Run("an unknown key is a miss", func(t *testing.T) {
-		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		wantMiss(t, c, "never-stored")
-	})
-
-	t.Run("versions do not collide", func(t *testing.T) {
-		v1 := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		v2 := newCache(t, Options{Servers: []string{p.Addr}, Version: 2})
-		set(t, v1, "versioned")
-		wantMiss(t, v2, "versioned")
-		set(t, v2, "versioned")
-		wantHit(t, v1, "versioned")
-		wantHit(t, v2, "versioned")
-	})
-
-	t.Run("a deleted key is a miss and deleting it again is fine", func(t *testing.T) {
-		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		set(t, c, "doomed")
-		if err := c.Delete(context.Background(), "doomed"); err != nil {
-			t.Fatalf("Delete: %v", err)
-		}
-		wantMiss(t, c, "doomed")
-		if err := c.Delete(context.Background(), "doomed"); err != nil {
-			t.Fatalf("Delete of an absent key: %v", err)
-		}
-	})
-
-	t.Run("Ping answers", func(t *testing.T) {
-		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		if err := c.Ping(context.Background()); err != nil {
-			t.Fatalf("Ping: %v", err)
-		}
-	})
-
-	t.Run("a done context fails without touching the server", func(t *testing.T) {
-		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
-		set(t, c, "cancelled")
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if _, err := c.Get(ctx, "cancelled"); !errors.Is(err, context.Canceled) {
-			t.Errorf("Get: %v, want context.Canceled", err)
-		}
-		if err := c.Set(ctx, "cancelled-set", calc.Result{}); !errors.Is(err, context.Canceled) {
-			t.Errorf("Set: %v, want context.Canceled", err)
-		}
-		if err := c.Delete(ctx, "cancelled"); !errors.Is(err, context.Canceled) {
-			t.Errorf("Delete: %v, want context.Canceled", err)
-		}
-		if err := c.Ping(ctx); !errors.Is(err, context.Canceled) {
-			t.Errorf("Ping: %v, want context.Canceled", err)
-		}
-		wantHit(t, c, "cancelled")
-		wantMiss(t, c, "cancelled-set")
-	})
-}
-
-func TestCorruptValues(t *testing.T) {
-	p := svctest.Memcached(t)
-	c := newCache(t, Options{Servers: []string{p.Addr}, Version: 3})
 	raw := rawClient(t, p.Addr)
-
-	good := cache.EncodeValue(3, "other", calc.Sum(3, []byte("other")))
-	right := cache.EncodeValue(3, "tampered", calc.Sum(3, []byte("tampered")))
-	flipped := append([]byte(nil), right...)
-	flipped[10] ^= 1
-	for name, v := range map[string][]byte{
-		"garbage":                       []byte("not a unicorn"),
-		"empty":                         {},
-		"another key's valid entry":     good,
-		"one byte flipped":              flipped,
-		"the answer of another version": cache.EncodeValue(4, "tampered", calc.Sum(4, []byte("tampered"))),
-	} {
-		t.Run(name, func(t *testing.T) {
-			if err := raw.Set(&memcache.Item{Key: cache.StorageKey(3, "tampered"), Value: v}); err != nil {
+	cachetest.Conformance(t, cachetest.Backend{
+		New: func(t testing.TB, version int) cachetest.Shared {
+			return newCache(t, Options{Servers: []string{p.Addr}, Version: version})
+		},
+		Put: func(t testing.TB, version int, key string, v []byte) {
+			if err := raw.Set(&memcache.Item{Key: cache.StorageKey(version, key), Value: v}); err != nil {
 				t.Fatal(err)
 			}
-			if r, err := c.Get(context.Background(), "tampered"); !errors.Is(err, cache.ErrCorrupt) {
-				t.Fatalf("Get = %x, %v; want ErrCorrupt", r, err)
-			}
-		})
-	}
-
-	t.Run("the untampered value is a hit", func(t *testing.T) {
-		if err := raw.Set(&memcache.Item{Key: cache.StorageKey(3, "tampered"), Value: right}); err != nil {
-			t.Fatal(err)
-		}
-		wantHit(t, c, "tampered")
+		},
 	})
+}
+
+func TestADoneContextFailsWithoutTouchingTheServer(t *testing.T) {
+	p := svctest.Memcached(t)
+	c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1})
+	cachetest.Set(t, c, c.version, "cancelled")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Get(ctx, "cancelled"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get: %v, want context.Canceled", err)
+	}
+	if err := c.Set(ctx, "cancelled-set", calc.Result{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Set: %v, want context.Canceled", err)
+	}
+	if err := c.Delete(ctx, "cancelled"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Delete: %v, want context.Canceled", err)
+	}
+	if err := c.Ping(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Ping: %v, want context.Canceled", err)
+	}
+	cachetest.WantHit(t, c, c.version, "cancelled")
+	cachetest.WantMiss(t, c, "cancelled-set")
 }
 
 func TestExpiration(t *testing.T) {
@@ -200,7 +104,7 @@ func TestTTL(t *testing.T) {
 	// expire right after it is written; a few tries make sure it was stored at all.
 	stored := false
 	for range 3 {
-		set(t, c, "short-lived")
+		cachetest.Set(t, c, c.version, "short-lived")
 		if _, err := c.Get(context.Background(), "short-lived"); err == nil {
 			stored = true
 			break
@@ -227,52 +131,15 @@ func TestTTL(t *testing.T) {
 
 	t.Run("a 40-day TTL is stored as an absolute time and is a hit", func(t *testing.T) {
 		c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1, TTL: 40 * 24 * time.Hour})
-		set(t, c, "long-lived")
-		wantHit(t, c, "long-lived")
+		cachetest.Set(t, c, c.version, "long-lived")
+		cachetest.WantHit(t, c, c.version, "long-lived")
 	})
 }
 
 func TestKilledServer(t *testing.T) {
 	p := svctest.Memcached(t)
 	const timeout = 100 * time.Millisecond
-	c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1, Timeout: timeout})
-	set(t, c, "before")
-
-	if err := p.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, op := range []struct {
-		name string
-		do   func() error
-	}{
-		{"Get", func() error { _, err := c.Get(ctx, "before"); return err }},
-		{"Set", func() error { return c.Set(ctx, "during", calc.Sum(1, []byte("during"))) }},
-		{"Ping", func() error { return c.Ping(ctx) }},
-	} {
-		start := time.Now()
-		err := op.do()
-		if took := time.Since(start); took > timeout+400*time.Millisecond {
-			t.Errorf("%s on a dead server took %v", op.name, took)
-		}
-		if err == nil || errors.Is(err, cache.ErrMiss) {
-			t.Errorf("%s on a dead server: %v, want an error other than ErrMiss", op.name, err)
-		}
-	}
-
-	if err := p.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	// A connection pooled before the crash fails once and is dropped.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Set(ctx, "after", calc.Sum(1, []byte("after"))) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("Set still failing 5s after the restart")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	wantHit(t, c, "after")
-	wantMiss(t, c, "before") // the restarted server keeps nothing
+	cachetest.Killed(t, newCache(t, Options{Servers: []string{p.Addr}, Version: 1, Timeout: timeout}), p, timeout)
 }
 
 func TestServers(t *testing.T) {
@@ -298,10 +165,10 @@ func TestServers(t *testing.T) {
 		c := newCache(t, Options{Servers: []string{a.Addr, b.Addr}, Version: 1})
 		const keys = 100
 		for i := range keys {
-			set(t, c, fmt.Sprint("spread-", i))
+			cachetest.Set(t, c, c.version, fmt.Sprint("spread-", i))
 		}
 		for i := range keys {
-			wantHit(t, c, fmt.Sprint("spread-", i))
+			cachetest.WantHit(t, c, c.version, fmt.Sprint("spread-", i))
 		}
 		for _, p := range []*svctest.Proc{a, b} {
 			raw, held := rawClient(t, p.Addr), 0
@@ -337,8 +204,8 @@ func TestServers(t *testing.T) {
 
 		p := svctest.Memcached(t)
 		byName := newCache(t, Options{Servers: []string{fmt.Sprintf("localhost:%d", p.Port)}, Version: 1})
-		set(t, byName, "by-name")
-		wantHit(t, newCache(t, Options{Servers: []string{p.Addr}, Version: 1}), "by-name")
+		cachetest.Set(t, byName, byName.version, "by-name")
+		cachetest.WantHit(t, newCache(t, Options{Servers: []string{p.Addr}, Version: 1}), 1, "by-name")
 	})
 }
 

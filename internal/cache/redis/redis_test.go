@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -43,129 +44,30 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// wantHit checks that c answers key with the right result for its version.
-func wantHit(t *testing.T, ctx context.Context, c *Cache, key string) {
-	t.Helper()
-	got, err := c.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("Get(%q): %v, want hit", key, err)
-	}
-	if want := calc.Sum(c.version, []byte(key)); got != want {
-		t.Fatalf("Get(%q) = %x, want %x", key, got, want)
-	}
-}
-
-// wantMiss checks that c has nothing for key.
-func wantMiss(t *testing.T, ctx context.Context, c *Cache, key string) {
-	t.Helper()
-	if r, err := c.Get(ctx, key); !errors.Is(err, cache.ErrMiss) {
-		t.Fatalf("Get(%q) = %x, %v; want ErrMiss", key, r, err)
-	}
-}
-
-// set stores the right answer for key.
-func set(t *testing.T, ctx context.Context, c *Cache, key string) {
-	t.Helper()
-	if err := c.Set(ctx, key, calc.Sum(c.version, []byte(key))); err != nil {
-		t.Fatalf("Set(%q): %v", key, err)
-	}
-}
-
-func TestCache(t *testing.T) {
+func TestConformance(t *testing.T) {
 	p := svctest.Redis(t)
-	ctx := ctxT(t)
-
-	t.Run("a stored key is a hit", func(t *testing.T) {
-		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		set(t, ctx, c, "store-then-hit")
-		wantHit(t, ctx, c, "store-then-hit")
-	})
-
-	t.Run("another host hits what the first wrote", func(t *testing.T) {
-		a := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		b := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		set(t, ctx, a, "shared")
-		wantHit(t, ctx, b, "shared")
-	})
-
-	t.Run("an unknown key is a miss", func(t *testing.T) {
-		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		wantMiss(t, ctx, c, "never-stored")
-	})
-
-	t.Run("versions do not collide", func(t *testing.T) {
-		v1 := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		v2 := newCache(t, Options{Addrs: []string{p.Addr}, Version: 2})
-		set(t, ctx, v1, "versioned")
-		wantMiss(t, ctx, v2, "versioned")
-		set(t, ctx, v2, "versioned")
-		wantHit(t, ctx, v1, "versioned")
-		wantHit(t, ctx, v2, "versioned")
-	})
-
-	t.Run("a deleted key is a miss and deleting it again is fine", func(t *testing.T) {
-		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		set(t, ctx, c, "doomed")
-		if err := c.Delete(ctx, "doomed"); err != nil {
-			t.Fatalf("Delete: %v", err)
-		}
-		wantMiss(t, ctx, c, "doomed")
-		if err := c.Delete(ctx, "doomed"); err != nil {
-			t.Fatalf("Delete of an absent key: %v", err)
-		}
-	})
-
-	t.Run("Ping answers", func(t *testing.T) {
-		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		if err := c.Ping(ctx); err != nil {
-			t.Fatalf("Ping: %v", err)
-		}
-	})
-
-	t.Run("a done context fails without a miss", func(t *testing.T) {
-		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		set(t, ctx, c, "cancelled")
-		done, cancel := context.WithCancel(ctx)
-		cancel()
-		if _, err := c.Get(done, "cancelled"); err == nil || errors.Is(err, cache.ErrMiss) {
-			t.Fatalf("Get with a cancelled context: %v, want an error other than ErrMiss", err)
-		}
-	})
-}
-
-func TestCorruptValues(t *testing.T) {
-	p := svctest.Redis(t)
-	ctx := ctxT(t)
-	c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 3})
 	raw := rawClient(t, p.Addr)
-
-	good := cache.EncodeValue(3, "other", calc.Sum(3, []byte("other")))
-	right := cache.EncodeValue(3, "tampered", calc.Sum(3, []byte("tampered")))
-	flipped := append([]byte(nil), right...)
-	flipped[10] ^= 1
-	for name, v := range map[string][]byte{
-		"garbage":                       []byte("not a unicorn"),
-		"empty":                         {},
-		"another key's valid entry":     good,
-		"one byte flipped":              flipped,
-		"the answer of another version": cache.EncodeValue(4, "tampered", calc.Sum(4, []byte("tampered"))),
-	} {
-		t.Run(name, func(t *testing.T) {
-			if err := raw.Set(ctx, cache.StorageKey(3, "tampered"), v, 0).Err(); err != nil {
+	cachetest.Conformance(t, cachetest.Backend{
+		New: func(t testing.TB, version int) cachetest.Shared {
+			return newCache(t, Options{Addrs: []string{p.Addr}, Version: version})
+		},
+		Put: func(t testing.TB, version int, key string, v []byte) {
+			if err := raw.Set(context.Background(), cache.StorageKey(version, key), v, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
-			if r, err := c.Get(ctx, "tampered"); !errors.Is(err, cache.ErrCorrupt) {
-				t.Fatalf("Get = %x, %v; want ErrCorrupt", r, err)
-			}
-		})
-	}
-
-	t.Run("the untampered value is a hit", func(t *testing.T) {
-		if err := raw.Set(ctx, cache.StorageKey(3, "tampered"), right, 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		wantHit(t, ctx, c, "tampered")
+		},
 	})
+}
+
+func TestADoneContextFailsWithoutAMiss(t *testing.T) {
+	p := svctest.Redis(t)
+	c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
+	cachetest.Set(t, c, 1, "cancelled")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Get(done, "cancelled"); err == nil || errors.Is(err, cache.ErrMiss) {
+		t.Fatalf("Get with a cancelled context: %v, want an error other than ErrMiss", err)
+	}
 }
 
 func TestTTL(t *testing.T) {
@@ -175,7 +77,7 @@ func TestTTL(t *testing.T) {
 	c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1, TTL: ttl})
 	raw := rawClient(t, p.Addr)
 
-	set(t, ctx, c, "short-lived")
+	cachetest.Set(t, c, c.version, "short-lived")
 	left, err := raw.PTTL(ctx, cache.StorageKey(1, "short-lived")).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +85,7 @@ func TestTTL(t *testing.T) {
 	if left <= 0 || left > ttl {
 		t.Fatalf("PTTL = %v, want in (0, %v]", left, ttl)
 	}
-	wantHit(t, ctx, c, "short-lived")
+	cachetest.WantHit(t, c, c.version, "short-lived")
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -202,7 +104,7 @@ func TestTTL(t *testing.T) {
 
 	t.Run("no TTL means no expiry", func(t *testing.T) {
 		c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1})
-		set(t, ctx, c, "forever")
+		cachetest.Set(t, c, c.version, "forever")
 		if left, err := raw.PTTL(ctx, cache.StorageKey(1, "forever")).Result(); err != nil || left != -1 {
 			t.Fatalf("PTTL = %v, %v; want -1 (no expiry)", left, err)
 		}
@@ -218,46 +120,8 @@ func TestTTL(t *testing.T) {
 
 func TestKilledServer(t *testing.T) {
 	p := svctest.Redis(t)
-	ctx := ctxT(t)
 	const timeout = 100 * time.Millisecond
-	c := newCache(t, Options{Addrs: []string{p.Addr}, Version: 1, Timeout: timeout})
-	set(t, ctx, c, "before")
-
-	if err := p.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	for _, op := range []struct {
-		name string
-		do   func() error
-	}{
-		{"Get", func() error { _, err := c.Get(ctx, "before"); return err }},
-		{"Set", func() error { return c.Set(ctx, "during", calc.Sum(1, []byte("during"))) }},
-		{"Ping", func() error { return c.Ping(ctx) }},
-	} {
-		start := time.Now()
-		err := op.do()
-		if took := time.Since(start); took > timeout+400*time.Millisecond {
-			t.Errorf("%s on a dead server took %v", op.name, took)
-		}
-		if err == nil || errors.Is(err, cache.ErrMiss) {
-			t.Errorf("%s on a dead server: %v, want an error other than ErrMiss", op.name, err)
-		}
-	}
-
-	if err := p.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	// go-redis stops dialling after repeated failures and probes the server once a
-	// second in the background, so the first commands may still fail.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Set(ctx, "after", calc.Sum(1, []byte("after"))) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("Set still failing 5s after the restart")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	wantHit(t, ctx, c, "after")
-	wantMiss(t, ctx, c, "before") // the restarted server keeps nothing
+	cachetest.Killed(t, newCache(t, Options{Addrs: []string{p.Addr}, Version: 1, Timeout: timeout}), p, timeout)
 }
 
 // purgeText is what Purge's match looks for in the tests.
@@ -280,11 +144,11 @@ func TestPurge(t *testing.T) {
 		}
 	}
 	for _, k := range doomed {
-		set(t, ctx, v1, k)
-		set(t, ctx, v2, k)
+		cachetest.Set(t, v1, v1.version, k)
+		cachetest.Set(t, v2, v2.version, k)
 	}
 	for _, k := range kept {
-		set(t, ctx, v1, k)
+		cachetest.Set(t, v1, v1.version, k)
 	}
 	// Keys that are not entries, or entries without an original key, are left alone.
 	foreign := map[string]string{
@@ -305,11 +169,11 @@ func TestPurge(t *testing.T) {
 		t.Errorf("Purge removed %d, want %d", n, want)
 	}
 	for _, k := range doomed {
-		wantMiss(t, ctx, v1, k)
-		wantMiss(t, ctx, v2, k)
+		cachetest.WantMiss(t, v1, k)
+		cachetest.WantMiss(t, v2, k)
 	}
 	for _, k := range kept {
-		wantHit(t, ctx, v1, k)
+		cachetest.WantHit(t, v1, v1.version, k)
 	}
 	for k := range foreign {
 		if err := raw.Get(ctx, k).Err(); err != nil {
@@ -340,10 +204,10 @@ func TestCluster(t *testing.T) {
 	}
 	const keys = 200
 	for i := range keys {
-		set(t, ctx, c, key(i))
+		cachetest.Set(t, c, c.version, key(i))
 	}
 	for i := range keys {
-		wantHit(t, ctx, c, key(i))
+		cachetest.WantHit(t, c, c.version, key(i))
 	}
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
@@ -367,9 +231,9 @@ func TestCluster(t *testing.T) {
 	}
 	for i := range keys {
 		if i%4 == 0 {
-			wantMiss(t, ctx, c, key(i))
+			cachetest.WantMiss(t, c, key(i))
 		} else {
-			wantHit(t, ctx, c, key(i))
+			cachetest.WantHit(t, c, c.version, key(i))
 		}
 	}
 }

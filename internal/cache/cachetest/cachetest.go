@@ -1,0 +1,187 @@
+// Package cachetest is the conformance suite every shared cache backend passes:
+// the behaviour the Chain relies on, written once and run by each backend's tests
+// against its real server.
+package cachetest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
+)
+
+// Shared is what a shared backend implements.
+type Shared interface {
+	cache.Cache
+	cache.Deleter
+	cache.Pinger
+}
+
+// Backend describes the backend under test.
+type Backend struct {
+	// New returns a new client at version, as another host would open it; it is
+	// closed when t ends.
+	New func(t testing.TB, version int) Shared
+	// Put stores v as the raw value of key at version, bypassing the client, as a
+	// tampering or buggy writer would.
+	Put func(t testing.TB, version int, key string, v []byte)
+}
+
+// WantHit fails t unless c answers key with its right result at version.
+func WantHit(t testing.TB, c cache.Cache, version int, key string) {
+	t.Helper()
+	got, err := c.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%q) at v%d: %v, want a hit", key, version, err)
+	}
+	if want := calc.Sum(version, []byte(key)); got != want {
+		t.Fatalf("Get(%q) at v%d = %x, want %x", key, version, got, want)
+	}
+}
+
+// WantMiss fails t unless c has nothing for key.
+func WantMiss(t testing.TB, c cache.Cache, key string) {
+	t.Helper()
+	if r, err := c.Get(context.Background(), key); !errors.Is(err, cache.ErrMiss) {
+		t.Fatalf("Get(%q) = %x, %v; want ErrMiss", key, r, err)
+	}
+}
+
+// Set stores key's right answer at version in c.
+func Set(t testing.TB, c cache.Cache, version int, key string) {
+	t.Helper()
+	if err := c.Set(context.Background(), key, calc.Sum(version, []byte(key))); err != nil {
+		t.Fatalf("Set(%q): %v", key, err)
+	}
+}
+
+// Conformance runs the suite on b.
+func Conformance(t *testing.T, b Backend) {
+	ctx := context.Background()
+
+	t.Run("a stored key is a hit, whatever its bytes", func(t *testing.T) {
+		c := b.New(t, 1)
+		for _, key := range []string{"3615-7184-2117", "testing", "SUNhbkhhelVuaWNvcm4/LTg5OTk=", "a\x00b\nc \xff"} {
+			WantMiss(t, c, key)
+			Set(t, c, 1, key)
+			WantHit(t, c, 1, key)
+		}
+	})
+
+	t.Run("another host hits what the first wrote", func(t *testing.T) {
+		a, other := b.New(t, 1), b.New(t, 1)
+		Set(t, a, 1, "shared")
+		WantHit(t, other, 1, "shared")
+	})
+
+	t.Run("versions do not collide", func(t *testing.T) {
+		v1, v2 := b.New(t, 1), b.New(t, 2)
+		Set(t, v1, 1, "versioned")
+		WantMiss(t, v2, "versioned")
+		Set(t, v2, 2, "versioned")
+		WantHit(t, v1, 1, "versioned")
+		WantHit(t, v2, 2, "versioned")
+	})
+
+	t.Run("a deleted key is a miss and deleting an absent key is fine", func(t *testing.T) {
+		c := b.New(t, 1)
+		Set(t, c, 1, "doomed")
+		Set(t, c, 1, "kept")
+		if err := c.Delete(ctx, "doomed"); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		WantMiss(t, c, "doomed")
+		WantHit(t, c, 1, "kept")
+		if err := c.Delete(ctx, "doomed"); err != nil {
+			t.Fatalf("Delete of an absent key: %v", err)
+		}
+		if err := c.Delete(ctx, "never stored"); err != nil {
+			t.Fatalf("Delete of a key never stored: %v", err)
+		}
+	})
+
+	t.Run("Ping answers", func(t *testing.T) {
+		if err := b.New(t, 1).Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+
+	t.Run("a value that is not the exact answer is corrupt", func(t *testing.T) {
+		const key = "tampered"
+		c := b.New(t, 3)
+		right := cache.EncodeValue(3, key, calc.Sum(3, []byte(key)))
+		flipped := slices.Clone(right)
+		flipped[10] ^= 1
+		wrong := calc.Sum(3, []byte(key))
+		wrong[0] ^= 1
+		for name, v := range map[string][]byte{
+			"garbage":                       []byte("not a unicorn"),
+			"empty":                         {},
+			"another key's valid entry":     cache.EncodeValue(3, "other", calc.Sum(3, []byte("other"))),
+			"one byte flipped":              flipped,
+			"a wrong result":                cache.EncodeValue(3, key, wrong),
+			"the answer of another version": cache.EncodeValue(4, key, calc.Sum(4, []byte(key))),
+			"the right value truncated":     right[:len(right)-1],
+			"the right value and more":      append(slices.Clone(right), "\nmore"...),
+		} {
+			t.Run(name, func(t *testing.T) {
+				b.Put(t, 3, key, v)
+				if r, err := c.Get(ctx, key); !errors.Is(err, cache.ErrCorrupt) {
+					t.Fatalf("Get = %x, %v; want ErrCorrupt", r, err)
+				}
+			})
+		}
+		t.Run("the untampered value is a hit", func(t *testing.T) {
+			b.Put(t, 3, key, right)
+			WantHit(t, c, 3, key)
+		})
+	})
+}
+
+// Killed checks a client of p's server through a crash: with the server killed,
+// Get, Set and Ping fail (not miss) within timeout plus a margin, and once p is
+// restarted the same client works again, on a server that kept nothing.
+func Killed(t *testing.T, c Shared, p *svctest.Proc, timeout time.Duration) {
+	ctx := context.Background()
+	Set(t, c, 1, "before")
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Get", func() error { _, err := c.Get(ctx, "before"); return err }},
+		{"Set", func() error { return c.Set(ctx, "during", calc.Sum(1, []byte("during"))) }},
+		{"Ping", func() error { return c.Ping(ctx) }},
+	} {
+		start := time.Now()
+		err := op.do()
+		if took := time.Since(start); took > timeout+400*time.Millisecond {
+			t.Errorf("%s on a dead server took %v", op.name, took)
+		}
+		if err == nil || errors.Is(err, cache.ErrMiss) {
+			t.Errorf("%s on a dead server: %v, want an error other than ErrMiss", op.name, err)
+		}
+	}
+
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Connections pooled before the crash fail once and are dropped, and some
+	// clients wait a little before dialling a server that failed.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Set(ctx, "after", calc.Sum(1, []byte("after"))) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Set still failing 5s after the restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	WantHit(t, c, 1, "after")
+	WantMiss(t, c, "before") // the restarted server keeps nothing
+}
