@@ -43,9 +43,7 @@ func startupTimeout(cfg config.Config) time.Duration {
 func openBackends(cfg config.Config, log *slog.Logger) ([]backend, error) {
 	var out []backend
 	fail := func(name string, err error) ([]backend, error) {
-		for _, b := range out {
-			_ = b.close()
-		}
+		closeBackends(out)
 		return nil, fmt.Errorf("%s backend: %w", name, err)
 	}
 	if cfg.RedisHost != "" || len(cfg.RedisAddrs) > 0 {
@@ -90,6 +88,12 @@ func openBackends(cfg config.Config, log *slog.Logger) ([]backend, error) {
 		out = append(out, backend{name: "mysql", cache: c, close: c.Close, mysql: c})
 	}
 	return out, nil
+}
+
+func closeBackends(backends []backend) {
+	for _, b := range backends {
+		_ = b.close()
+	}
 }
 
 // hostPort joins a reference-style host and port key pair; port 0 (unset) means the
@@ -182,7 +186,7 @@ func purge(args []string, e env) int {
 		fs.Usage()
 		return exitUsage
 	}
-	cfg, err := loadConfig(*configPath, e.getenv)
+	cfg, err := loadConfig(configLocation(*configPath, e.getenv))
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -195,11 +199,7 @@ func purge(args []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver purge: %v\n", err)
 		return exitRuntime
 	}
-	defer func() {
-		for _, b := range backends {
-			_ = b.close()
-		}
-	}()
+	defer closeBackends(backends)
 	if len(backends) == 0 {
 		fmt.Fprintln(e.stdout, "no shared cache backend configured: nothing to purge (the memory tier lives and dies with each server)")
 		return exitOK

@@ -109,17 +109,14 @@ func run(args []string, e env) int {
 		portNum = n
 	}
 	if *memcache != "" {
-		if err := checkHostPort(*memcache); err != nil {
+		if err := config.CheckServer(*memcache); err != nil {
 			fmt.Fprintf(e.stderr, "calcserver: -memcache-server %q: %v\n", *memcache, err)
 			return exitUsage
 		}
 	}
 
-	location := *configPath
-	if location == "" {
-		location = e.getenv("CALC_CONFIG")
-	}
-	cfg, err := loadConfig(location, e.getenv)
+	location := configLocation(*configPath, e.getenv)
+	cfg, err := loadConfig(location)
 	if err == nil {
 		if portNum >= 0 {
 			cfg.Port = portNum
@@ -178,26 +175,17 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-func checkHostPort(s string) error {
-	host, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
+// configLocation is where the configuration comes from: the -config flag, else
+// $CALC_CONFIG; "" means the defaults.
+func configLocation(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
 	}
-	if host == "" {
-		return errors.New("missing host")
-	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("port %q must be 1..65535", p)
-	}
-	return nil
+	return getenv("CALC_CONFIG")
 }
 
-// loadConfig reads the configuration named by -config, else $CALC_CONFIG, else
-// returns the defaults.
-func loadConfig(path string, getenv func(string) string) (config.Config, error) {
-	if path == "" {
-		path = getenv("CALC_CONFIG")
-	}
+// loadConfig reads the configuration at path, or returns the defaults for "".
+func loadConfig(path string) (config.Config, error) {
 	if path == "" {
 		return config.Default(), nil
 	}
@@ -251,11 +239,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 		return exitRuntime
 	}
-	defer func() {
-		for _, b := range backends {
-			_ = b.close()
-		}
-	}()
+	defer closeBackends(backends)
 	for _, b := range backends {
 		if b.mysql == nil {
 			continue

@@ -78,10 +78,11 @@ type tier struct {
 	queues []chan op
 
 	failures atomic.Int32 // consecutive failures while the breaker is closed
-	up       atomic.Bool  // breaker closed: false while the tier is bypassed
+	// up is false while the breaker is open and the tier bypassed. It is read
+	// without a lock on every operation and changed only with mu held.
+	up atomic.Bool
 
-	mu       sync.Mutex // guards the fields below
-	down     bool       // breaker open: every operation is bypassed
+	mu       sync.Mutex // guards the fields below, and changes of up
 	backoff  time.Duration
 	closedAt time.Time // when a probe last closed the breaker
 	lastErr  error
@@ -288,7 +289,7 @@ func (c *Chain) failed(t *tier, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = err
-	if t.down {
+	if !t.up.Load() {
 		return
 	}
 	if int(t.failures.Add(1)) < c.o.Failures {
@@ -302,7 +303,6 @@ func (c *Chain) failed(t *tier, err error) {
 // keeps its doubled back-off instead of starting over, so it cannot flap every
 // BackoffMin.
 func (c *Chain) open(t *tier, err error, why string) {
-	t.down = true
 	t.up.Store(false)
 	if t.closedAt.IsZero() || time.Since(t.closedAt) > c.o.BackoffMax {
 		t.backoff = c.o.BackoffMin
@@ -336,7 +336,7 @@ func (c *Chain) probe(t *tier) {
 		cancel()
 		t.mu.Lock()
 		if err == nil {
-			t.down, t.lastErr = false, nil
+			t.lastErr = nil
 			t.failures.Store(0)
 			t.closedAt = time.Now()
 			t.up.Store(true)
@@ -384,7 +384,7 @@ func (c *Chain) Check(ctx context.Context) map[string]error {
 			mu.Unlock()
 			t.mu.Lock()
 			t.lastErr = err
-			if !t.down {
+			if t.up.Load() {
 				c.open(t, err, "cache backend unreachable at startup: serving without it, probing it")
 			}
 			t.mu.Unlock()

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -311,6 +312,16 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// CheckServer checks the address of a server to connect to, host:port with a port
+// from 1 to 65535, as the list keys (MemcacheServers, RedisAddrs) require; flags
+// that set those keys use it to name the flag in their error.
+func CheckServer(addr string) error {
+	if msg := checkAddr(addr, false); msg != "" {
+		return errors.New(msg + ": must be host:port with a port from 1 to 65535")
+	}
+	return nil
 }
 
 // checkAddr checks a host:port item and says what is wrong with it, or "". A

@@ -225,3 +225,11 @@ func TestAnEmptyBooleanIsFalse(t *testing.T) {
 		t.Fatalf("RedisTLS = yes: %v", err)
 	}
 }
+
+func TestCheckServer(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:11211": true, "[::1]:6379": true, "cache:0": false, "cache": false, ":11211": false} {
+		if err := CheckServer(addr); (err == nil) != ok {
+			t.Errorf("CheckServer(%q) = %v", addr, err)
+		}
+	}
+}

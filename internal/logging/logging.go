@@ -18,14 +18,11 @@ const FileName = "calcserver.log"
 // ErrFormat reports an unknown log format.
 var ErrFormat = errors.New("logging: unknown format")
 
-// File is an append-only log file that can be reopened by path. A failed write is
-// counted and dropped: logging never fails a request.
+// File is an append-only log file that can be reopened by path. Like a Guard, it
+// counts and drops a failed write: logging never fails a request.
 type File struct {
 	path string
-
-	mu     sync.Mutex
-	f      *os.File
-	failed int64
+	Guard
 }
 
 // OpenFile opens location for appending. A location that is an existing directory, or
@@ -42,7 +39,7 @@ func OpenFile(location string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{path: path, f: f}, nil
+	return &File{path: path, Guard: Guard{w: f}}, nil
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -56,24 +53,6 @@ func openAppend(path string) (*os.File, error) {
 // Path returns the file's path.
 func (l *File) Path() string { return l.path }
 
-// Write appends p. It never returns an error, so a full disk cannot fail a request;
-// Failed tells how many writes were lost.
-func (l *File) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, err := l.f.Write(p); err != nil {
-		l.failed++
-	}
-	return len(p), nil
-}
-
-// Failed returns the number of writes that could not be completed.
-func (l *File) Failed() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.failed
-}
-
 // Reopen closes the file and opens its path again, as logrotate expects after it
 // renamed the file. On error the old file stays in use.
 func (l *File) Reopen() error {
@@ -82,17 +61,17 @@ func (l *File) Reopen() error {
 		return err
 	}
 	l.mu.Lock()
-	old := l.f
-	l.f = f
+	old := l.w
+	l.w = f
 	l.mu.Unlock()
-	return old.Close()
+	return old.(*os.File).Close()
 }
 
 // Close closes the file.
 func (l *File) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	return l.w.(*os.File).Close()
 }
 
 // New returns a logger writing format ("logfmt" or "json") to w.
@@ -107,7 +86,7 @@ func New(w io.Writer, format string) (*slog.Logger, error) {
 }
 
 // Guard wraps a writer such as standard error so that a failed write is counted
-// and dropped, like File's.
+// and dropped: Write never returns an error, so a full disk cannot fail a request.
 type Guard struct {
 	w      io.Writer
 	mu     sync.Mutex

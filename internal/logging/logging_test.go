@@ -58,7 +58,7 @@ func TestFailedWritesAreCountedNotReturned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.f.Close() // every later write fails
+	f.w.(*os.File).Close() // every later write fails
 	if n, err := f.Write([]byte("line\n")); err != nil || n != 5 {
 		t.Fatalf("Write = %d, %v; a log write must never fail its caller", n, err)
 	}
