@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -418,6 +419,27 @@ func TestEndToEndPurgeReportsAFailedBackend(t *testing.T) {
 	}
 }
 
+// allAnswered sends n concurrent misses (keys prefix-0 …) and fails t unless every
+// one is answered 200.
+func allAnswered(t *testing.T, p *proc, prefix string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := http.Get(fmt.Sprintf("%s/calc?input=%s-%d", p.base, prefix, i))
+			if err != nil {
+				t.Errorf("%s-%d: %v", prefix, i, err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("%s-%d answered %d, want 200", prefix, i, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestEndToEndHungBackend freezes Redis: lookups then wait for CacheTimeout until
 // the breaker opens, and every request is still answered.
 func TestEndToEndHungBackend(t *testing.T) {
@@ -427,15 +449,7 @@ func TestEndToEndHungBackend(t *testing.T) {
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for i := range 12 {
-		wg.Go(func() {
-			if r := s.get(t, "GET", fmt.Sprintf("/calc?input=hung-%d", i)); r.code != 200 {
-				t.Errorf("request while redis hangs: %d", r.code)
-			}
-		})
-	}
-	wg.Wait()
+	allAnswered(t, s, "hung", 12)
 	eventually(t, "degraded health", func() bool { return health(t, s).Status == "degraded" })
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
@@ -455,15 +469,7 @@ func TestEndToEndBackendsStartDegraded(t *testing.T) {
 	if h := health(t, s); h.Status != "degraded" {
 		t.Fatalf("health %+v", h)
 	}
-	var wg sync.WaitGroup
-	for i := range 5 {
-		wg.Go(func() {
-			if r := s.get(t, "GET", fmt.Sprintf("/calc?input=k%d", i)); r.code != 200 {
-				t.Errorf("request while redis is down: %d", r.code)
-			}
-		})
-	}
-	wg.Wait()
+	allAnswered(t, s, "down", 5)
 	if err := p.Restart(); err != nil {
 		t.Fatal(err)
 	}

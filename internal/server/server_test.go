@@ -69,20 +69,25 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	return &fixture{srv: s, ts: ts, log: logs}
 }
 
+// do sends one request. An error fails t with Errorf and returns an empty response
+// (status 0), so that do can be called from the goroutines of a burst.
 func (f *fixture) do(t *testing.T, method, path string) (*http.Response, string) {
 	t.Helper()
+	failed := &http.Response{Header: http.Header{}}
 	req, err := http.NewRequest(method, f.ts.URL+path, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: %v", method, path, err)
+		return failed, ""
 	}
 	resp, err := f.ts.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: %v", method, path, err)
+		return failed, ""
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: reading the body: %v", method, path, err)
 	}
 	return resp, string(b)
 }
