@@ -72,9 +72,8 @@ func StartRedisCluster(dir string, masters int) (c *Cluster, err error) {
 	cmd := exec.CommandContext(ctx, cli, args...)
 	out := &tail{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = waitDelay
-	if err := cmd.Run(); err != nil {
+	if err := runCmd(cmd); err != nil {
 		return nil, fmt.Errorf("svctest: redis cluster: %s --cluster create %v: %w\n--- output tail ---\n%s", cli, c.Addrs, err, out)
 	}
 	if err := c.waitOK(); err != nil {

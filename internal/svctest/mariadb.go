@@ -115,9 +115,8 @@ func installMariaDB(dir string) error {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	out := &tail{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = waitDelay
-	if err := cmd.Run(); err != nil {
+	if err := runCmd(cmd); err != nil {
 		return fmt.Errorf("svctest: mariadb: %s in %s: %w\n--- output tail ---\n%s", bin, dir, err, out)
 	}
 	return nil

@@ -88,6 +88,26 @@ func (p *Proc) Running() bool {
 	}
 }
 
+// Exited reports nil while the process of the latest start runs. Once it has ended, for
+// whatever reason, it says how, with the tail of the process's output: a test that
+// shares one server among many calls it to tell a crashed server from a failing test.
+func (p *Proc) Exited() error {
+	r := p.current()
+	if r == nil {
+		return errors.New("svctest: " + p.Name + " was never started")
+	}
+	select {
+	case <-r.done:
+	default:
+		return nil
+	}
+	status := "exited normally"
+	if r.err != nil {
+		status = r.err.Error()
+	}
+	return p.errorf(r, "%s", status)
+}
+
 // Kill sends SIGKILL and waits for the process to be gone, which simulates a crash: the
 // server gets no chance to flush or say goodbye. Killing a stopped process is a no-op.
 func (p *Proc) Kill() error {
@@ -200,9 +220,8 @@ func (p *Proc) launch() error {
 	r.cmd.Dir = p.Dir
 	r.cmd.Stdout = r.out
 	r.cmd.Stderr = r.out
-	r.cmd.SysProcAttr = sysProcAttr()
 	r.cmd.WaitDelay = waitDelay
-	if err := r.cmd.Start(); err != nil {
+	if err := start(r.cmd); err != nil {
 		return p.errorf(r, "start: %w", err)
 	}
 	go func() {
@@ -219,6 +238,15 @@ func (p *Proc) launch() error {
 		return err
 	}
 	return nil
+}
+
+// runCmd starts cmd like launch does and waits for it to end, for the short-lived helper
+// commands (mariadb-install-db, redis-cli --cluster create).
+func runCmd(cmd *exec.Cmd) error {
+	if err := start(cmd); err != nil {
+		return err
+	}
+	return cmd.Wait()
 }
 
 // waitReady probes the server until it answers as r's process, r exits, or p.wait passes.

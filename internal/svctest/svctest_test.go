@@ -270,6 +270,9 @@ func killAndCheckGone(t *testing.T, p *Proc) {
 	if p.Running() {
 		t.Fatal("Running after Kill")
 	}
+	if err := p.Exited(); err == nil || !strings.Contains(err.Error(), "signal: killed") || !strings.Contains(err.Error(), p.Addr[strings.LastIndex(p.Addr, ":")+1:]) {
+		t.Fatalf("Exited() after Kill = %v, want the SIGKILL and the port", err)
+	}
 	if c, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
 		c.Close()
 		t.Fatalf("%s still accepts connections after Kill", p.Addr)
@@ -284,6 +287,9 @@ func restart(t *testing.T, p *Proc, port int) {
 	}
 	if !p.Running() {
 		t.Fatal("not Running after Restart")
+	}
+	if err := p.Exited(); err != nil {
+		t.Fatalf("Exited() after Restart = %v, want nil", err)
 	}
 	if p.Port != port || p.Addr != net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) {
 		t.Fatalf("restarted on %s (port %d), want port %d", p.Addr, p.Port, port)

@@ -2,8 +2,8 @@
 
 package svctest
 
-import "syscall"
+import "os/exec"
 
-// sysProcAttr has no parent-death signal to ask for outside Linux; callers must Stop
-// their servers themselves.
-func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
+// start starts cmd. Outside Linux there is no parent-death signal to ask for; callers
+// must Stop their servers themselves.
+func start(cmd *exec.Cmd) error { return cmd.Start() }

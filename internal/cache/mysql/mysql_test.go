@@ -51,7 +51,14 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "mysql tests: stop mariadbd:", err)
 		}
 	}()
-	return m.Run()
+	code := m.Run()
+	// Every test shares this server, so its crash fails them all with connection
+	// errors that do not say why; its own last words do.
+	if err := server.Exited(); err != nil {
+		fmt.Fprintln(os.Stderr, "mysql tests: the shared mariadbd died during the tests:", err)
+		return 1
+	}
+	return code
 }
 
 // testDB creates a fresh database on p and returns its name and a root connection
