@@ -6,16 +6,19 @@
 # The tests start their own servers on free loopback ports, so this script starts none.
 # Installing a server package may start its default instance on the default port; the
 # script stops the instances of the packages it installed itself, and never touches a
-# service it did not install. With everything present it only runs dpkg -s and exits.
+# service it did not install. With everything present it only asks dpkg-query and exits.
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
 	set -- redis-server redis-tools memcached mariadb-server mariadb-client
 fi
 
+# A package that was removed but not purged is still known to dpkg (status "rc"), so
+# only the status "installed" counts.
 need=()
 for pkg in "$@"; do
-	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+	[ "$status" = installed ] || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

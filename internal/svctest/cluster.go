@@ -33,7 +33,7 @@ type Cluster struct {
 // StartRedisCluster starts masters redis-server nodes, each in dir/node-N, joins them
 // with redis-cli --cluster create and no replicas, and waits until every node reports
 // cluster_state:ok. Redis Cluster needs at least three masters.
-func StartRedisCluster(dir string, masters int) (c *Cluster, err error) {
+func StartRedisCluster(dir string, masters int) (_ *Cluster, err error) {
 	if masters < 3 {
 		return nil, fmt.Errorf("svctest: redis cluster needs at least 3 masters, not %d", masters)
 	}
@@ -41,11 +41,10 @@ func StartRedisCluster(dir string, masters int) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{}
+	c := &Cluster{}
 	defer func() {
-		if err != nil {
+		if err != nil { // stop the nodes started so far
 			_ = c.Stop()
-			c = nil
 		}
 	}()
 	for i := range masters {

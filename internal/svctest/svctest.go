@@ -108,6 +108,16 @@ func (p *Proc) Exited() error {
 	return p.errorf(r, "%s", status)
 }
 
+// Output returns the last few kilobytes the process of the latest start wrote to its
+// stdout and stderr, which for mariadbd is its error log.
+func (p *Proc) Output() string {
+	r := p.current()
+	if r == nil {
+		return ""
+	}
+	return r.out.String()
+}
+
 // Kill sends SIGKILL and waits for the process to be gone, which simulates a crash: the
 // server gets no chance to flush or say goodbye. Killing a stopped process is a no-op.
 func (p *Proc) Kill() error {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +31,9 @@ func TestRedisAnswersAndSurvivesKillAndRestart(t *testing.T) {
 	}
 	if got, err := rdb.Get(ctx, "unicorn").Result(); err != nil || got != "sparkle" {
 		t.Fatalf("GET = %q, %v; want sparkle", got, err)
+	}
+	if out := p.Output(); !strings.Contains(out, "Ready to accept connections") {
+		t.Fatalf("Output() = %q, want redis-server's startup log", out)
 	}
 
 	port := p.Port
@@ -144,6 +149,29 @@ func TestRedisClusterNeedsThreeMasters(t *testing.T) {
 	if err == nil {
 		c.Stop()
 		t.Fatal("a 2-master cluster started")
+	}
+}
+
+// A cluster whose second node cannot start fails with an error and stops the node it
+// had already started.
+func TestAFailedClusterStartStopsItsNodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// A file where node-1's directory belongs makes the second node fail.
+	if err := os.WriteFile(filepath.Join(dir, "node-1"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartRedisCluster(dir, 3)
+	if err == nil {
+		c.Stop()
+		t.Fatal("a cluster started without a directory for its second node")
+	}
+	first := filepath.Join(dir, "node-0")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, cwd := range procs {
+		if target, err := os.Readlink(cwd); err == nil && target == first {
+			t.Fatalf("a process (%s) still runs in %s after the failed start: %v", cwd, first, err)
+		}
 	}
 }
 

@@ -58,6 +58,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "mysql tests: the shared mariadbd died during the tests:", err)
 		return 1
 	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "mysql tests: the shared mariadbd at %s still runs; its log ends:\n%s\n", server.Addr, server.Output())
+	}
 	return code
 }
 
