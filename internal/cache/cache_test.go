@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,31 @@ func TestMemoryExpiresAfterTTL(t *testing.T) {
 			t.Fatal("entry still served 5s after a 30ms TTL")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCheckOptions(t *testing.T) {
+	for _, ok := range []struct {
+		version      int
+		ttl, timeout time.Duration
+	}{{1, 0, 0}, {calc.MaxVersion, time.Hour, time.Second}} {
+		if err := CheckOptions(ok.version, ok.ttl, ok.timeout); err != nil {
+			t.Errorf("CheckOptions(%d, %v, %v) = %v, want nil", ok.version, ok.ttl, ok.timeout, err)
+		}
+	}
+	for _, bad := range []struct {
+		version      int
+		ttl, timeout time.Duration
+		want         string
+	}{
+		{0, 0, 0, "version 0 out of range 1..1000000000"},
+		{calc.MaxVersion + 1, 0, 0, "version 1000000001 out of range"},
+		{1, -time.Second, 0, "negative TTL -1s"},
+		{1, 0, -time.Millisecond, "negative timeout -1ms"},
+	} {
+		err := CheckOptions(bad.version, bad.ttl, bad.timeout)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("CheckOptions(%d, %v, %v) = %v, want an error containing %q", bad.version, bad.ttl, bad.timeout, err, bad.want)
+		}
 	}
 }

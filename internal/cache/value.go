@@ -10,9 +10,25 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 )
+
+// CheckOptions checks the options every shared backend has: the CalcVersion its keys
+// are stored under, the entries' TTL (0 = never expire) and the per-operation timeout
+// (0 = the backend's default). A backend wraps the error with its name.
+func CheckOptions(version int, ttl, timeout time.Duration) error {
+	switch {
+	case version < 1 || version > calc.MaxVersion:
+		return fmt.Errorf("version %d out of range 1..%d", version, calc.MaxVersion)
+	case ttl < 0:
+		return fmt.Errorf("negative TTL %v", ttl)
+	case timeout < 0:
+		return fmt.Errorf("negative timeout %v", timeout)
+	}
+	return nil
+}
 
 // ErrCorrupt is returned by a shared backend's Get when the stored value is not
 // exactly the answer for the key and version asked for. Chain deletes such a value,

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache/mysql"
 )
 
 // keySpec describes one key: how to read a value into a Config and how to
@@ -416,28 +418,12 @@ func cacheOrderKey() keySpec {
 	}
 }
 
-// validIdentifier reports whether s is [A-Za-z_][A-Za-z0-9_]{0,63}: a table
-// name that needs no quoting in SQL and so cannot inject any.
-func validIdentifier(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		letter := ch == '_' || ('a' <= ch && ch <= 'z') || ('A' <= ch && ch <= 'Z')
-		if !letter && (i == 0 || ch < '0' || ch > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func mysqlTableKey() keySpec {
 	return keySpec{
 		name:    "MysqlTable",
 		backend: "mysql",
 		set: func(c *Config, v string) *Error {
-			if !validIdentifier(v) {
+			if !mysql.ValidIdentifier(v) {
 				return valueError("must be an SQL identifier: a letter or _, then up to 63 letters, digits or _")
 			}
 			c.MysqlTable = v

@@ -7,34 +7,36 @@ import "testing"
 // skip.
 func Redis(t testing.TB, extraArgs ...string) *Proc {
 	t.Helper()
-	p, err := StartRedis(t.TempDir(), extraArgs...)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	stopOnCleanup(t, p)
-	return p
+	return startFor(t, func(dir string) (*Proc, error) { return StartRedis(dir, extraArgs...) })
 }
 
 // Memcached starts memcached for t and stops it when t ends; a failed start is fatal.
 func Memcached(t testing.TB) *Proc {
 	t.Helper()
-	p, err := StartMemcached(t.TempDir())
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	stopOnCleanup(t, p)
-	return p
+	return startFor(t, StartMemcached)
 }
 
 // MariaDB starts mariadbd on a freshly installed data directory for t and stops it when
 // t ends; a failed start is fatal.
 func MariaDB(t testing.TB) *Proc {
 	t.Helper()
-	p, err := StartMariaDB(t.TempDir())
+	return startFor(t, StartMariaDB)
+}
+
+// startFor runs startIn on a temporary directory of t, fails t if it cannot, and stops
+// the process when t ends. The stop is registered after t.TempDir's removal, so
+// cleanups, which run last-in first-out, stop the server before its directory goes.
+func startFor(t testing.TB, startIn func(dir string) (*Proc, error)) *Proc {
+	t.Helper()
+	p, err := startIn(t.TempDir())
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	stopOnCleanup(t, p)
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
 	return p
 }
 
@@ -52,14 +54,4 @@ func RedisCluster(t testing.TB, masters int) *Cluster {
 		}
 	})
 	return c
-}
-
-// stopOnCleanup registers p.Stop after t.TempDir's removal was registered, so cleanups,
-// which run last-in first-out, stop the server before its directory disappears.
-func stopOnCleanup(t testing.TB, p *Proc) {
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
 }

@@ -99,11 +99,8 @@ func New(o Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file cache: Dir %q: %w", o.Dir, err)
 	}
-	if o.Version < 1 || o.Version > calc.MaxVersion {
-		return nil, fmt.Errorf("file cache: Version %d out of range 1..%d", o.Version, calc.MaxVersion)
-	}
-	if o.TTL < 0 {
-		return nil, fmt.Errorf("file cache: TTL %v is negative", o.TTL)
+	if err := cache.CheckOptions(o.Version, o.TTL, 0); err != nil {
+		return nil, fmt.Errorf("file cache: %w", err)
 	}
 	if o.MaxInFlight < 0 {
 		return nil, fmt.Errorf("file cache: MaxInFlight %d is negative", o.MaxInFlight)

@@ -79,14 +79,11 @@ func New(o Options) (*Cache, error) {
 	switch {
 	case len(o.Servers) == 0:
 		return nil, errors.New("memcached: no server")
-	case o.TTL < 0:
-		return nil, fmt.Errorf("memcached: negative TTL %v", o.TTL)
-	case o.Timeout < 0:
-		return nil, fmt.Errorf("memcached: negative timeout %v", o.Timeout)
 	case o.MaxIdleConns < 0:
 		return nil, fmt.Errorf("memcached: negative MaxIdleConns %d", o.MaxIdleConns)
-	case o.Version < 1 || o.Version > calc.MaxVersion:
-		return nil, fmt.Errorf("memcached: version %d out of range 1..%d", o.Version, calc.MaxVersion)
+	}
+	if err := cache.CheckOptions(o.Version, o.TTL, o.Timeout); err != nil {
+		return nil, fmt.Errorf("memcached: %w", err)
 	}
 	sel := make(servers, len(o.Servers))
 	for i, s := range o.Servers {

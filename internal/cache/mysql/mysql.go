@@ -155,7 +155,7 @@ func New(o Options) (*Cache, error) {
 	if o.Table == "" {
 		o.Table = DefaultTable
 	}
-	if !validIdentifier(o.Table) {
+	if !ValidIdentifier(o.Table) {
 		return nil, fmt.Errorf("mysql: table name %q is not an identifier: a letter or _, then up to 63 letters, digits or _", o.Table)
 	}
 	if o.DB == "" {
@@ -167,11 +167,8 @@ func New(o Options) (*Cache, error) {
 	if o.Version == 0 {
 		o.Version = 1
 	}
-	if o.Version < 1 || o.Version > calc.MaxVersion {
-		return nil, fmt.Errorf("mysql: version %d is out of range 1..%d", o.Version, calc.MaxVersion)
-	}
-	if o.TTL < 0 {
-		return nil, fmt.Errorf("mysql: negative TTL %v", o.TTL)
+	if err := cache.CheckOptions(o.Version, o.TTL, o.Timeout); err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	switch o.TLS {
 	case "", "false", "true", "skip-verify", "preferred":
@@ -327,9 +324,10 @@ func open(cfg *mysql.Config) (*sql.DB, error) {
 	return sql.OpenDB(conn), nil
 }
 
-// validIdentifier reports whether s is [A-Za-z_][A-Za-z0-9_]{0,63}, the rule
-// config applies to MysqlTable: a name that cannot break out of its backticks.
-func validIdentifier(s string) bool {
+// ValidIdentifier reports whether s is [A-Za-z_][A-Za-z0-9_]{0,63}: a table name that
+// cannot break out of its backticks. New refuses any other Table, and config checks
+// MysqlTable with it so the user hears of a bad name at its line.
+func ValidIdentifier(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}

@@ -109,12 +109,9 @@ func universalOptions(o Options) (*goredis.UniversalOptions, error) {
 		return nil, fmt.Errorf("redis: negative DB %d", o.DB)
 	case o.DB != 0 && o.Cluster:
 		return nil, fmt.Errorf("redis: DB %d: a cluster has only DB 0", o.DB)
-	case o.TTL < 0:
-		return nil, fmt.Errorf("redis: negative TTL %v", o.TTL)
-	case o.Timeout < 0:
-		return nil, fmt.Errorf("redis: negative timeout %v", o.Timeout)
-	case o.Version < 1 || o.Version > calc.MaxVersion:
-		return nil, fmt.Errorf("redis: version %d out of range 1..%d", o.Version, calc.MaxVersion)
+	}
+	if err := cache.CheckOptions(o.Version, o.TTL, o.Timeout); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
 	for _, a := range o.Addrs {
 		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
