@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need when they are missing: with no arguments,
 # the servers internal/svctest starts (redis-server with redis-cli, memcached,
-# mariadb-server with mariadb-install-db); with arguments, those packages instead.
+# mariadb-server with mariadb-install-db), the AWS CLI the user-data and release tests
+# drive (awscli, as /usr/bin/aws), the busybox the image's health check is run by
+# (busybox-static) and shellcheck; with arguments, those packages instead.
 #
 # The tests start their own servers on free loopback ports, so this script starts none.
 # Installing a server package may start its default instance on the default port; the
@@ -10,7 +12,7 @@
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
-	set -- redis-server redis-tools memcached mariadb-server mariadb-client
+	set -- redis-server redis-tools memcached mariadb-server mariadb-client awscli busybox-static shellcheck
 fi
 
 # A package that was removed but not purged is still known to dpkg (status "rc"), so
