@@ -11,12 +11,35 @@ fi
 
 bash scripts/deps.sh
 
+# Every file the repository holds (tracked or new, not ignored); without git, every file.
+files() {
+	if git rev-parse --git-dir >/dev/null 2>&1; then
+		git ls-files --cached --others --exclude-standard
+	else
+		find . -type f -not -path './.git/*' | sed 's|^\./||'
+	fi
+}
+
 echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+mapfile -t gofiles < <(files | grep '\.go$')
+unformatted=$(gofmt -l "${gofiles[@]}")
 if [ -n "$unformatted" ]; then
-	echo "gofmt would change:" $unformatted >&2
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
 	exit 1
 fi
+echo "== shellcheck"
+# Shell scripts: *.sh, and files whose first line starts a shell (.ci/run).
+scripts=()
+while IFS= read -r f; do
+	[ -f "$f" ] || continue
+	case "$f" in
+	*.sh) scripts+=("$f") ;;
+	*) if head -n1 "$f" | grep -Eq '^#!.*[/ ](ba|da|k)?sh( |$)'; then scripts+=("$f"); fi ;;
+	esac
+done < <(files)
+shellcheck "${scripts[@]}"
+echo "shellcheck: ${#scripts[@]} scripts"
 echo "== go vet"
 go vet ./...
 echo "== staticcheck"

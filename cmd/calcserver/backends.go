@@ -186,7 +186,11 @@ func purge(args []string, e env) int {
 		fs.Usage()
 		return exitUsage
 	}
-	cfg, err := loadConfig(configLocation(*configPath, e.getenv))
+	cfg, err := loadConfig(configLocation(*configPath, e.getenv), e.getenv)
+	if fe := (*fetchError)(nil); errors.As(err, &fe) {
+		fmt.Fprintf(e.stderr, "calcserver purge: %v\n", fe.err)
+		return exitRuntime
+	}
 	if err == nil {
 		err = cfg.Validate()
 	}

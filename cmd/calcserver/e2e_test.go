@@ -77,8 +77,16 @@ func start(t *testing.T, ini string, args ...string) *proc {
 	if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return launch(t, logPath, nil, append([]string{"-config", cfg}, args...)...)
+}
+
+// launch runs calcserver with args and env (nil: the test's own environment), and waits
+// until its startup line in the log at logPath names the port.
+func launch(t *testing.T, logPath string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{logPath: logPath, stderr: &strings.Builder{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), append([]string{"-config", cfg}, args...)...)
+	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -342,8 +350,14 @@ func TestEndToEndSIGHUPReopensTheLog(t *testing.T) {
 // runCmd runs the binary to completion and returns its exit code and output.
 func runCmd(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCmdEnv(t, append(os.Environ(), env...), args...)
+}
+
+// runCmdEnv runs calcserver with args and exactly the environment env.
+func runCmdEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -386,10 +400,6 @@ func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
 	code, _, stderr = runCmd(t, nil, "-config", filepath.Join(t.TempDir(), "missing.ini"))
 	if code != 1 || !strings.Contains(stderr, "missing.ini") {
 		t.Errorf("missing file: exit %d\n%s", code, stderr)
-	}
-	code, _, stderr = runCmd(t, nil, "-config", "s3://bucket/server.ini")
-	if code != 1 || !strings.Contains(stderr, "s3://bucket/server.ini") {
-		t.Errorf("s3 config: exit %d\n%s", code, stderr)
 	}
 	code, _, stderr = runCmd(t, nil, "-memcache-server", "nohost")
 	if code != 2 || !strings.Contains(stderr, "-memcache-server") {
@@ -439,6 +449,31 @@ func TestEndToEndConfigErrorsAndCheck(t *testing.T) {
 	code, _, stderr = runCmd(t, nil, "-check", "-config", noLog)
 	if code != 1 || !strings.Contains(stderr, "LogLocation") {
 		t.Errorf("-check with a LogLocation that cannot be opened: exit %d\n%s", code, stderr)
+	}
+	notDir := writeINI(t, fmt.Sprintf("LogLocation = %q\n", filepath.Join(noLog, "x.log")))
+	code, _, stderr = runCmd(t, nil, "-check", "-config", notDir)
+	if code != 1 || !strings.Contains(stderr, "not a directory") {
+		t.Errorf("-check with a LogLocation under a file: exit %d\n%s", code, stderr)
+	}
+
+	// -check creates nothing: not the log file in a LogLocation directory, not a
+	// LogLocation file.
+	for _, loc := range []string{"dir", "dir/", "dir/server.log"} {
+		dir := t.TempDir()
+		logDir := filepath.Join(dir, "dir")
+		if err := os.Mkdir(logDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(dir, "server.ini")
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, "LogLocation = %q\n", filepath.Join(dir, loc)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := runCmd(t, nil, "-check", "-config", cfg); code != 0 {
+			t.Errorf("-check with LogLocation %s: exit %d\n%s", loc, code, stderr)
+		}
+		if entries, _ := os.ReadDir(logDir); len(entries) != 0 {
+			t.Errorf("-check with LogLocation %s created %s", loc, entries[0].Name())
+		}
 	}
 }
 

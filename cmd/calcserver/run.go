@@ -24,6 +24,7 @@ import (
 	"github.com/unicorn-rentals/unicorn/internal/config"
 	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
+	"github.com/unicorn-rentals/unicorn/internal/s3config"
 	"github.com/unicorn-rentals/unicorn/internal/server"
 )
 
@@ -116,7 +117,16 @@ func run(args []string, e env) int {
 	}
 
 	location := configLocation(*configPath, e.getenv)
-	cfg, err := loadConfig(location)
+	cfg, err := loadConfig(location, e.getenv)
+	if fe := (*fetchError)(nil); errors.As(err, &fe) {
+		// Reading from S3 failed before there was a file to check: one line that says
+		// which bucket or key and why.
+		fmt.Fprintf(e.stderr, "calcserver: %v\n", fe.err)
+		if *check {
+			fmt.Fprintf(e.stderr, "calcserver: configuration %s test failed\n", location)
+		}
+		return exitRuntime
+	}
 	if err == nil {
 		if portNum >= 0 {
 			cfg.Port = portNum
@@ -129,11 +139,9 @@ func run(args []string, e env) int {
 		err = cfg.Validate()
 	}
 	if err == nil && *check && cfg.LogLocation != "" {
-		// Like nginx -t, check that the log can be opened, as serve would.
-		var f *logging.File
-		if f, err = logging.OpenFile(cfg.LogLocation); err == nil {
-			f.Close()
-		}
+		// Like nginx -t, check that the log could be opened, as serve would, without
+		// creating it: -check leaves no file behind.
+		_, err = logging.Check(cfg.LogLocation)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "calcserver: configuration error:\n%v\n", indent(err.Error()))
@@ -184,15 +192,32 @@ func configLocation(flag string, getenv func(string) string) string {
 	return getenv("CALC_CONFIG")
 }
 
-// loadConfig reads the configuration at path, or returns the defaults for "".
-func loadConfig(path string) (config.Config, error) {
-	if path == "" {
+// s3Timeout bounds reading the configuration from S3, retries included.
+const s3Timeout = time.Minute
+
+// fetchError is a failure to read the configuration from S3, as opposed to a problem
+// in the file read.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// loadConfig reads the configuration at location — a local path or an s3:// URL — or
+// returns the defaults for "".
+func loadConfig(location string, getenv func(string) string) (config.Config, error) {
+	switch {
+	case location == "":
 		return config.Default(), nil
+	case s3config.IsURL(location):
+		ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+		defer cancel()
+		data, err := s3config.Fetch(ctx, location, getenv)
+		if err != nil {
+			return config.Config{}, &fetchError{err}
+		}
+		return config.Parse(location, data)
 	}
-	if strings.HasPrefix(path, "s3://") {
-		return config.Default(), fmt.Errorf("%s: loading the configuration from S3 is not supported by this build yet; copy it first: aws s3 cp %s server.ini", path, path)
-	}
-	return config.Load(path)
+	return config.Load(location)
 }
 
 // serve runs the server until a SIGTERM or SIGINT has drained it.
@@ -319,7 +344,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 	return shutdown(srv, chain, cfg, log, nil, nil, reopen)
 }
 
-// shutdown drains the server as DESIGN.md says: /healthcheck 503 at once, everything
+// shutdown drains the server as the README's Shutdown section says: /healthcheck 503 at once, everything
 // else served for ShutdownDelay, then no new jobs while running and waiting jobs
 // finish, for at most ShutdownTimeout. Meanwhile SIGHUP still reopens the log, and a
 // second SIGTERM or SIGINT ends the delay early.

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileName is the file written inside a LogLocation that is a directory.
@@ -31,15 +34,56 @@ func OpenFile(location string) (*File, error) {
 	if location == "" {
 		return nil, errors.New("logging: LogLocation is empty")
 	}
-	path := location
-	if st, err := os.Stat(location); (err == nil && st.IsDir()) || os.IsPathSeparator(location[len(location)-1]) {
-		path = filepath.Join(location, FileName)
-	}
+	path := resolve(location)
 	f, err := openAppend(path)
 	if err != nil {
 		return nil, err
 	}
 	return &File{path: path, Guard: Guard{w: f}}, nil
+}
+
+// resolve is the file OpenFile writes for location.
+func resolve(location string) string {
+	if st, err := os.Stat(location); (err == nil && st.IsDir()) || os.IsPathSeparator(location[len(location)-1]) {
+		return filepath.Join(location, FileName)
+	}
+	return location
+}
+
+// Check reports whether OpenFile(location) would succeed, without creating or changing
+// anything (for calcserver -check): an existing file must open for appending, a new
+// one needs a directory that this process may write to. It returns the file's path.
+func Check(location string) (string, error) {
+	if location == "" {
+		return "", errors.New("logging: LogLocation is empty")
+	}
+	path := resolve(location)
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return path, fmt.Errorf("logging: LogLocation: %s is a directory", path)
+	case err == nil:
+		// Opening an existing file without O_CREATE or O_TRUNC changes nothing.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return path, fmt.Errorf("logging: LogLocation: %w", err)
+		}
+		return path, f.Close()
+	case !errors.Is(err, fs.ErrNotExist):
+		return path, fmt.Errorf("logging: LogLocation: %w", err)
+	}
+	dir := filepath.Dir(path)
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return path, fmt.Errorf("logging: LogLocation: cannot create %s: %w", path, err)
+	}
+	if !dst.IsDir() {
+		return path, fmt.Errorf("logging: LogLocation: cannot create %s: %s is not a directory", path, dir)
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return path, fmt.Errorf("logging: LogLocation: cannot create %s: directory %s: %w", path, dir, err)
+	}
+	return path, nil
 }
 
 func openAppend(path string) (*os.File, error) {

@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,4 +103,84 @@ func TestEscapeKeyCannotForgeALine(t *testing.T) {
 	if got := EscapeURI("/calc?input=a%2Fb c"); got != "/calc?input=a%2Fb%20c" {
 		t.Errorf("EscapeURI = %q", got)
 	}
+}
+
+// TestCheckAgreesWithOpenFileAndCreatesNothing holds -check to what the start does:
+// Check accepts a location exactly when OpenFile can open it, and leaves no file.
+func TestCheckAgreesWithOpenFileAndCreatesNothing(t *testing.T) {
+	cases := map[string]struct {
+		setup   func(dir string) string // returns the LogLocation
+		wantErr string
+	}{
+		"an existing directory":               {func(dir string) string { return dir }, ""},
+		"a directory with a trailing slash":   {func(dir string) string { return dir + "/" }, ""},
+		"a new file in an existing directory": {func(dir string) string { return filepath.Join(dir, "server.log") }, ""},
+		"an existing file": {func(dir string) string {
+			p := filepath.Join(dir, "old.log")
+			must(t, os.WriteFile(p, []byte("kept\n"), 0o644))
+			return p
+		}, ""},
+		"a file in a missing directory": {func(dir string) string { return filepath.Join(dir, "missing", "server.log") }, "no such file"},
+		"a file under a file": {func(dir string) string {
+			p := filepath.Join(dir, "plain")
+			must(t, os.WriteFile(p, nil, 0o644))
+			return filepath.Join(p, "server.log")
+		}, "not a directory"},
+		"a directory whose calcserver.log is a directory": {func(dir string) string {
+			must(t, os.Mkdir(filepath.Join(dir, FileName), 0o755))
+			return dir
+		}, "is a directory"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			loc := tc.setup(dir)
+			before := snapshot(t, dir)
+			path, err := Check(loc)
+			if after := snapshot(t, dir); after != before {
+				t.Fatalf("Check changed the directory:\nbefore %s\nafter  %s", before, after)
+			}
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Check(%q) = %v, want error %q", loc, err, tc.wantErr)
+			}
+			f, openErr := OpenFile(loc)
+			if (openErr == nil) != (err == nil) {
+				t.Fatalf("Check says %v but OpenFile says %v", err, openErr)
+			}
+			if openErr == nil {
+				defer f.Close()
+				if f.Path() != path {
+					t.Fatalf("Check names %s, OpenFile opened %s", path, f.Path())
+				}
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot lists every name, size and modification time under dir.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %d; ", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

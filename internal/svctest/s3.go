@@ -16,19 +16,21 @@ import (
 // S3Fake is an in-memory S3-compatible server (gofakes3) on a loopback port, for the
 // AWS SDK and the AWS CLI alike: both reach it through an endpoint override with
 // path-style addressing. It accepts any credentials; Deny makes a bucket answer
-// AccessDenied, as a bucket policy that does not grant the caller would.
+// AccessDenied, as a bucket policy that does not grant the caller would, and Locate puts
+// a bucket in a region, so a request signed for another one is redirected as S3 does.
 type S3Fake struct {
 	URL     string // "http://127.0.0.1:PORT"
 	backend *s3mem.Backend
 
-	mu     sync.Mutex
-	denied map[string]bool
+	mu      sync.Mutex
+	denied  map[string]bool
+	regions map[string]string
 }
 
 // S3 starts an S3Fake for t and stops it when t ends.
 func S3(t testing.TB) *S3Fake {
 	t.Helper()
-	f := &S3Fake{backend: s3mem.New(), denied: map[string]bool{}}
+	f := &S3Fake{backend: s3mem.New(), denied: map[string]bool{}, regions: map[string]string{}}
 	fake := gofakes3.New(f.backend)
 	srv := httptest.NewServer(f.deny(fake.Server()))
 	t.Cleanup(srv.Close)
@@ -77,6 +79,14 @@ func (f *S3Fake) Deny(bucket string) {
 	f.denied[bucket] = true
 }
 
+// Locate puts bucket in region: a request signed for another region gets S3's
+// 301 PermanentRedirect with the bucket's region in X-Amz-Bucket-Region.
+func (f *S3Fake) Locate(bucket, region string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.regions[bucket] = region
+}
+
 // Env is the environment that points the AWS SDK and CLI at the fake with dummy
 // credentials, and keeps both off the instance metadata service.
 func (f *S3Fake) Env() []string {
@@ -91,22 +101,46 @@ func (f *S3Fake) Env() []string {
 	}
 }
 
-// deny answers requests for a denied bucket the way S3 does, before the fake sees them.
+// deny answers requests for a denied bucket, or signed for the wrong region, the way S3
+// does, before the fake sees them.
 func (f *S3Fake) deny(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		f.mu.Lock()
-		denied := f.denied[bucket]
+		denied, region := f.denied[bucket], f.regions[bucket]
 		f.mu.Unlock()
-		if !denied {
+		switch {
+		case denied:
+			s3Error(w, r, http.StatusForbidden, "AccessDenied", "Access Denied")
+		case region != "" && signedRegion(r) != region:
+			w.Header().Set("X-Amz-Bucket-Region", region)
+			s3Error(w, r, http.StatusMovedPermanently, "PermanentRedirect",
+				"The bucket you are attempting to access must be addressed using the specified endpoint.")
+		default:
 			next.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusForbidden)
-		if r.Method != http.MethodHead {
-			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
-				`<Error><Code>AccessDenied</Code><Message>Access Denied</Message><Resource>%s</Resource><RequestId>0</RequestId></Error>`, r.URL.Path)
 		}
 	})
+}
+
+// signedRegion is the region in the credential scope of a SigV4 Authorization header:
+// "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, ...".
+func signedRegion(r *http.Request) string {
+	_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(cred, "/")
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
+}
+
+func s3Error(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+			`<Error><Code>%s</Code><Message>%s</Message><Resource>%s</Resource><RequestId>0</RequestId></Error>`, code, msg, r.URL.Path)
+	}
 }
