@@ -48,7 +48,7 @@ type env struct {
 }
 
 const usageText = `Usage: calcserver [flags]
-       calcserver purge [-config PATH] -match TEXT
+       calcserver purge [-config PATH|s3://bucket/key] -match TEXT
 
 Answers GET /calc?input=<key> after a simulated job on a simulated CPU core.
 
