@@ -2,10 +2,15 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench load fuzz deps lint clean
+.PHONY: build test run bench load fuzz deps lint clean release
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
+
+# bin/calcserver and bin/calcserver.sha256; with BUCKET=... (PREFIX, CONFIG, AWS, OUT) also
+# uploads them and the server.ini for the EC2 user data. See scripts/release.sh.
+release:
+	VERSION='$(VERSION)' bash scripts/release.sh
 
 test:
 	bash scripts/test.sh
