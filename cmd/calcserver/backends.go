@@ -176,7 +176,7 @@ func initMySQL(ctx context.Context, b backend) error {
 // decoding) contains -match from every backend that can enumerate its keys.
 func purge(args []string, e env) int {
 	fs := newFlagSet("calcserver purge", e.stderr, "Usage: calcserver purge [-config PATH|s3://bucket/key] -match TEXT\n\nDeletes cached entries whose key, or its base64-decoded text, contains TEXT.\n\nFlags:\n")
-	configPath := fs.String("config", "", "server.ini path (default: $CALC_CONFIG)")
+	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG)")
 	match := fs.String("match", "", "text to match in keys (required)")
 	if code, ok := parseFlags(fs, args, e); !ok {
 		return code
