@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -49,7 +50,9 @@ func (f *S3Fake) CreateBucket(t testing.TB, name string) {
 // Put stores data as bucket/key; the bucket must exist.
 func (f *S3Fake) Put(t testing.TB, bucket, key string, data []byte) {
 	t.Helper()
-	if _, err := f.backend.PutObject(bucket, key, nil, bytes.NewReader(data), int64(len(data)), nil); err != nil {
+	// The fake's own PUT handler records Last-Modified; the AWS CLI's download needs it.
+	meta := map[string]string{"Last-Modified": time.Now().UTC().Format(http.TimeFormat)}
+	if _, err := f.backend.PutObject(bucket, key, meta, bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatalf("svctest: put s3://%s/%s: %v", bucket, key, err)
 	}
 }
