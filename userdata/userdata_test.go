@@ -375,25 +375,6 @@ func sha256sum(data []byte) []byte {
 	return []byte(hex.EncodeToString(sum[:]) + "  calcserver\n")
 }
 
-// put stores data as s3://bucket/key through the fake's HTTP API, as an upload does:
-// svctest's Put sets no Last-Modified, which the AWS CLI's download requires, and cannot
-// overwrite an object.
-func put(t *testing.T, fake *svctest.S3Fake, key string, data []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, fake.URL+"/"+bucket+"/"+key, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("put s3://%s/%s: %v", bucket, key, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("put s3://%s/%s: %s", bucket, key, resp.Status)
-	}
-}
-
 // putRelease stores the binary TestMain built, its checksum and config under prefix.
 func putRelease(t *testing.T, fake *svctest.S3Fake, prefix, config string) {
 	t.Helper()
@@ -401,9 +382,9 @@ func putRelease(t *testing.T, fake *svctest.S3Fake, prefix, config string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, fake, prefix+"/calcserver", bin)
-	put(t, fake, prefix+"/calcserver.sha256", sha256sum(bin))
-	put(t, fake, prefix+"/server.ini", []byte(config))
+	fake.Put(t, bucket, prefix+"/calcserver", bin)
+	fake.Put(t, bucket, prefix+"/calcserver.sha256", sha256sum(bin))
+	fake.Put(t, bucket, prefix+"/server.ini", []byte(config))
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}
@@ -666,7 +647,7 @@ ShutdownTimeout = 2s
 
 	// Third run: a release whose checksum does not match leaves the running install alone.
 	installed := readFile(t, m.bin())
-	put(t, fake, prefix+"/calcserver.sha256", sha256sum([]byte("something else")))
+	fake.Put(t, bucket, prefix+"/calcserver.sha256", sha256sum([]byte("something else")))
 	r = runUserData(t, env)
 	if r.err == nil {
 		t.Fatal("user-data.sh installed a release whose checksum does not match")
@@ -793,7 +774,7 @@ func TestUserDataRefusesABadRelease(t *testing.T) {
 			fake := svctest.S3(t)
 			fake.CreateBucket(t, bucket)
 			for key, data := range tc.objects {
-				put(t, fake, "p/"+key, []byte(data))
+				fake.Put(t, bucket, "p/"+key, []byte(data))
 			}
 			m := newMachine(t)
 			r := runUserData(t, m.env(fake, "p", tc.env...))
