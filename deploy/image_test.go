@@ -30,6 +30,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/patternmatcher"
+
 	"github.com/unicorn-rentals/unicorn/internal/config"
 )
 
@@ -94,35 +97,33 @@ func buildImage(t *testing.T) (ctx, bin string, err error) {
 
 	stage := filepath.Join(shared.dir, "build-stage")
 	workdir := "/"
-	for _, in := range img.build {
-		switch in.cmd {
-		case "WORKDIR":
-			if !path.IsAbs(in.args) {
-				return "", "", fmt.Errorf("Dockerfile:%d: WORKDIR %s: use an absolute path", in.line, in.args)
+	for _, cmd := range img.build.Commands {
+		switch c := cmd.(type) {
+		case *instructions.WorkdirCommand:
+			if !path.IsAbs(c.Path) {
+				return "", "", fmt.Errorf("Dockerfile:%d: WORKDIR %s: use an absolute path", line(c), c.Path)
 			}
-			workdir = in.args
-		case "COPY", "ADD":
-			if in.cmd == "ADD" || len(in.flag("from")) > 0 {
-				return "", "", fmt.Errorf("Dockerfile:%d: the build stage should COPY from the context only", in.line)
+			workdir = c.Path
+		case *instructions.AddCommand:
+			return "", "", fmt.Errorf("Dockerfile:%d: the build stage should COPY from the context only", line(c))
+		case *instructions.CopyCommand:
+			if c.From != "" || len(c.SourceContents) > 0 {
+				return "", "", fmt.Errorf("Dockerfile:%d: the build stage should COPY from the context only", line(c))
 			}
-			f := strings.Fields(in.args)
-			if len(f) < 2 {
-				return "", "", fmt.Errorf("Dockerfile:%d: COPY needs a source and a destination", in.line)
-			}
-			dest := f[len(f)-1]
-			intoDir := strings.HasSuffix(dest, "/") || len(f) > 2
+			dest := c.DestPath
+			intoDir := strings.HasSuffix(dest, "/") || len(c.SourcePaths) > 1
 			if !path.IsAbs(dest) {
 				dest = path.Join(workdir, dest)
 			}
-			for _, src := range f[:len(f)-1] {
+			for _, src := range c.SourcePaths {
 				if err := dockerCopy(ctx, src, filepath.Join(stage, filepath.FromSlash(dest)), intoDir); err != nil {
-					return "", "", fmt.Errorf("Dockerfile:%d: COPY %s: %v", in.line, src, err)
+					return "", "", fmt.Errorf("Dockerfile:%d: COPY %s: %v", line(c), src, err)
 				}
 			}
 		}
 	}
 
-	b := goBuildCommand(t, img, testVersion)
+	b := goBuildCommand(t, testVersion)
 	argv := append([]string(nil), b.argv...)
 	for i, a := range argv {
 		if a == "-o" && i+1 < len(argv) && path.IsAbs(argv[i+1]) {
@@ -152,8 +153,9 @@ func buildImage(t *testing.T) (ctx, bin string, err error) {
 	return ctx, bin, nil
 }
 
-// copyContext copies the files of root that patterns do not leave out into ctx.
-func copyContext(root, ctx string, patterns []ignorePattern) error {
+// copyContext copies the files of root that the .dockerignore patterns do not leave
+// out into ctx.
+func copyContext(root, ctx string, patterns *patternmatcher.PatternMatcher) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -164,7 +166,7 @@ func copyContext(root, ctx string, patterns []ignorePattern) error {
 		}
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if ignored(patterns, rel) && !exceptionUnder(patterns, rel) {
+			if skipDir(patterns, rel) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -188,16 +190,6 @@ func copyContext(root, ctx string, patterns []ignorePattern) error {
 		}
 		return nil
 	})
-}
-
-// exceptionUnder reports whether a "!" pattern may let back in something under dir.
-func exceptionUnder(patterns []ignorePattern, dir string) bool {
-	for _, p := range patterns {
-		if p.exclusion && (strings.HasPrefix(p.text, dir+"/") || strings.ContainsAny(strings.Split(p.text, "/")[0], "*?[")) {
-			return true
-		}
-	}
-	return false
 }
 
 // dockerCopy copies the context path src to dst as COPY does: a file to dst (or into
@@ -315,26 +307,22 @@ func TestImageBuildsFromItsContext(t *testing.T) {
 	}
 
 	// The final stage takes the binary from where the build stage wrote it.
-	b := goBuildCommand(t, img, testVersion)
+	b := goBuildCommand(t, testVersion)
 	out0 := flagAfter(b.argv, "-o")
 	found := false
-	for _, in := range img.final {
-		if in.cmd != "RUN" {
+	for _, cmd := range img.final.Commands {
+		run, ok := cmd.(*instructions.RunCommand)
+		if !ok {
 			continue
 		}
-		for _, m := range in.flag("mount") {
-			opts := map[string]string{}
-			for _, kv := range strings.Split(m, ",") {
-				k, v, _ := strings.Cut(kv, "=")
-				opts[k] = v
-			}
-			if opts["type"] != "bind" || opts["from"] != "build" {
+		for _, m := range instructions.GetMounts(run) {
+			if m.Type != instructions.MountTypeBind || m.From != img.build.Name {
 				continue
 			}
-			if opts["source"] != path.Dir(out0) {
-				t.Errorf("Dockerfile:%d: mounts %s from the build stage, but go build writes %s", in.line, opts["source"], out0)
+			if path.Clean(m.Source) != path.Dir(out0) {
+				t.Errorf("Dockerfile:%d: mounts %s from the build stage, but go build writes %s", line(run), m.Source, out0)
 			}
-			cmds, err := shellCommands(in.args, nil)
+			cmds, err := img.final.runCommands(run)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -342,8 +330,8 @@ func TestImageBuildsFromItsContext(t *testing.T) {
 				if len(c.argv) >= 3 && c.argv[0] == "install" {
 					found = true
 					src, dst := c.argv[len(c.argv)-2], c.argv[len(c.argv)-1]
-					if src != path.Join(opts["target"], path.Base(out0)) || dst != img.binaryPath {
-						t.Errorf("Dockerfile:%d: install %s %s, want install %s %s", in.line, src, dst, path.Join(opts["target"], path.Base(out0)), img.binaryPath)
+					if src != path.Join(m.Target, path.Base(out0)) || dst != img.binaryPath {
+						t.Errorf("Dockerfile:%d: install %s %s, want install %s %s", line(run), src, dst, path.Join(m.Target, path.Base(out0)), img.binaryPath)
 					}
 				}
 			}
@@ -740,8 +728,16 @@ func TestImageHealthChecks(t *testing.T) {
 	docker := img.health
 	ecs := ecsHealthCheck(t, loadECS(t))
 	// The same check in the exec form, which the runner must support as well.
-	execForm, err := parseHealthcheck(instruction{line: 0, cmd: "HEALTHCHECK", args: `CMD ["wget", "-q", "-Y", "off", "-O", "/dev/null", "http://127.0.0.1:` +
-		strconv.Itoa(img.port(t)) + healthPath + `"]`, flags: []dfFlag{{"timeout", docker.timeout.String()}}})
+	stages, err := parseDockerfile(fmt.Sprintf("FROM scratch\nHEALTHCHECK --timeout=%s CMD [\"wget\", \"-q\", \"-Y\", \"off\", \"-O\", \"/dev/null\", \"http://127.0.0.1:%d%s\"]\n",
+		docker.timeout, img.port(t), healthPath), nil)
+	if err != nil {
+		t.Fatalf("exec form: %v", err)
+	}
+	hc, ok := stages[0].Commands[0].(*instructions.HealthCheckCommand)
+	if !ok {
+		t.Fatalf("exec form: read as %T", stages[0].Commands[0])
+	}
+	execForm, err := parseHealthcheck(hc)
 	if err != nil || execForm.shell {
 		t.Fatalf("exec form: %v %+v", err, execForm)
 	}
