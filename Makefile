@@ -6,6 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/gameday ./cmd/gameday
 
 # bin/calcserver and bin/calcserver.sha256; with BUCKET=... (PREFIX, CONFIG, AWS, OUT) also
 # uploads them and the server.ini for the EC2 user data. See scripts/release.sh.

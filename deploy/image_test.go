@@ -22,7 +22,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	"github.com/moby/patternmatcher"
 
 	"github.com/unicorn-rentals/unicorn/internal/config"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
 
 // testVersion is stamped into the binary the tests build, as VERSION would be.
@@ -346,37 +346,6 @@ func TestImageBuildsFromItsContext(t *testing.T) {
 // Processes
 // ---------------------------------------------------------------------------
 
-// startProc starts cmd so that the kernel kills it if the test process dies. Linux
-// sends the parent-death signal when the thread that forked the child ends, so every
-// child is forked from one goroutine locked to a thread that never ends.
-func startProc(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		go func() {
-			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
-			for s := range spawns {
-				s.done <- s.cmd.Start()
-			}
-		}()
-	})
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	done := make(chan error, 1)
-	spawns <- spawnReq{cmd, done}
-	return <-done
-}
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan<- error
-}
-
-var (
-	spawnOnce sync.Once
-	spawns    = make(chan spawnReq)
-)
-
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -409,7 +378,7 @@ func start(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.WaitDelay = 2 * time.Second
-	if err := startProc(cmd); err != nil {
+	if err := svctest.Spawn(cmd); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()

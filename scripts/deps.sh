@@ -4,7 +4,8 @@
 # mariadb-server with mariadb-install-db), the AWS CLI the user-data and release tests
 # drive (awscli, as /usr/bin/aws), the busybox the image's health check is run by
 # (busybox-static), nginx (nginx -t of deploy/nginx.conf), curl (the user data asks the
-# instance metadata with it) and shellcheck; with arguments, those packages instead.
+# instance metadata with it), chromium (the gameday board's page test) and shellcheck;
+# with arguments, those packages instead.
 #
 # The tests start their own servers on free loopback ports, so this script starts none.
 # Installing a server package may start its default instance on the default port; the
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
-	set -- redis-server redis-tools memcached mariadb-server mariadb-client awscli busybox-static nginx curl shellcheck
+	set -- redis-server redis-tools memcached mariadb-server mariadb-client awscli busybox-static nginx curl chromium shellcheck
 fi
 
 # A package that was removed but not purged is still known to dpkg (status "rc"), so

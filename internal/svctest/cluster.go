@@ -69,7 +69,7 @@ func StartRedisCluster(dir string, masters int) (_ *Cluster, err error) {
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	cmd := exec.CommandContext(ctx, cli, args...)
-	out := &tail{}
+	out := &Tail{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = waitDelay
 	if err := runCmd(cmd); err != nil {

@@ -113,7 +113,7 @@ func installMariaDB(dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	out := &tail{}
+	out := &Tail{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = waitDelay
 	if err := runCmd(cmd); err != nil {

@@ -69,7 +69,7 @@ type Proc struct {
 // an error message belongs to the launch that failed.
 type run struct {
 	cmd  *exec.Cmd
-	out  *tail
+	out  *Tail
 	done chan struct{} // closed once cmd.Wait has returned
 	err  error         // cmd.Wait's result; read only after done is closed
 }
@@ -225,13 +225,13 @@ func (p *Proc) start(pickPort func() (int, error)) error {
 // launch starts the binary on p.Port and waits until it answers. A launch that does not
 // become ready is killed, so a failed start leaves no process behind.
 func (p *Proc) launch() error {
-	r := &run{out: &tail{}, done: make(chan struct{})}
+	r := &run{out: &Tail{}, done: make(chan struct{})}
 	r.cmd = exec.Command(p.bin, p.argsFor(p.Port)...)
 	r.cmd.Dir = p.Dir
 	r.cmd.Stdout = r.out
 	r.cmd.Stderr = r.out
 	r.cmd.WaitDelay = waitDelay
-	if err := start(r.cmd); err != nil {
+	if err := Spawn(r.cmd); err != nil {
 		return p.errorf(r, "start: %w", err)
 	}
 	go func() {
@@ -253,7 +253,7 @@ func (p *Proc) launch() error {
 // runCmd starts cmd like launch does and waits for it to end, for the short-lived helper
 // commands (mariadb-install-db, redis-cli --cluster create).
 func runCmd(cmd *exec.Cmd) error {
-	if err := start(cmd); err != nil {
+	if err := Spawn(cmd); err != nil {
 		return err
 	}
 	return cmd.Wait()
@@ -348,14 +348,14 @@ func lookBin(name string) (string, error) {
 // unless told explicitly to run as root.
 func isRoot() bool { return os.Geteuid() == 0 }
 
-// tail keeps the last tailSize bytes written to it. It is safe for concurrent use,
-// because exec copies stdout and stderr from separate goroutines.
-type tail struct {
+// Tail keeps the last 8 KiB written to it, for error messages about a process. It is
+// safe for concurrent use, because exec copies stdout and stderr from separate goroutines.
+type Tail struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (t *tail) Write(b []byte) (int, error) {
+func (t *Tail) Write(b []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, b...)
@@ -365,13 +365,13 @@ func (t *tail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (t *tail) String() string {
+func (t *Tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
 }
 
-func (t *tail) contains(s string) bool { return strings.Contains(t.String(), s) }
+func (t *Tail) contains(s string) bool { return strings.Contains(t.String(), s) }
 
 // deadlineConn dials addr and ends the connection's pending I/O when ctx is done, so a
 // probe against a server that accepts but never answers returns in time.

@@ -276,7 +276,7 @@ func TestDSNIsOnlyForMariaDB(t *testing.T) {
 
 func TestTailKeepsTheLastBytes(t *testing.T) {
 	t.Parallel()
-	var tl tail
+	var tl Tail
 	for i := range 3 * tailSize / 10 {
 		fmt.Fprintf(&tl, "%09d\n", i)
 	}

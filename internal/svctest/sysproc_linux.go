@@ -7,14 +7,15 @@ import (
 	"syscall"
 )
 
-// start starts cmd so that the kernel SIGKILLs it when the process that started it dies,
-// and a test that crashes or is killed by its timeout leaves no orphaned servers behind.
+// Spawn starts cmd so that the kernel SIGKILLs it when the process that started it dies,
+// and a test that crashes or is killed by its timeout (or a command that reuses this
+// package, such as gameday bench) leaves no orphaned servers behind.
 //
 // Linux sends the parent-death signal when the *thread* that forked the child exits, not
 // the process, and the Go runtime ends a thread whenever a goroutine exits while locked
 // to it — in any package of the test binary. So every child is forked from one goroutine
 // that locks its thread and never returns: that thread lives as long as the process.
-func start(cmd *exec.Cmd) error {
+func Spawn(cmd *exec.Cmd) error {
 	spawnOnce.Do(func() { go spawner() })
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

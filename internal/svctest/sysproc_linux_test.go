@@ -32,7 +32,7 @@ func TestAChildOutlivesTheThreadThatAskedForIt(t *testing.T) {
 				res <- asked{tid: tid}
 				return
 			}
-			res <- asked{tid: tid, err: start(cmd)}
+			res <- asked{tid: tid, err: Spawn(cmd)}
 		}()
 		if a = <-res; a.tid != os.Getpid() {
 			break

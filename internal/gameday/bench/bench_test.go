@@ -1,0 +1,361 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"image/png"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unicorn-rentals/unicorn/internal/gameday"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
+)
+
+func TestParseStrategies(t *testing.T) {
+	all, err := ParseStrategies("")
+	if err != nil || strings.Join(all, ",") != "none,memory,redis,memcached,mysql,file,memory+redis" {
+		t.Fatalf("default: %v, %v", all, err)
+	}
+	got, err := ParseStrategies(" redis , memory+redis")
+	if err != nil || strings.Join(got, ",") != "redis,memory+redis" {
+		t.Fatalf("list: %v, %v", got, err)
+	}
+	for _, bad := range []string{"redis,postgres", "redis,,memory", "memory,memory"} {
+		if _, err := ParseStrategies(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := ParseStrategies("redis,postgres"); err == nil || !strings.Contains(err.Error(), `"postgres"`) {
+		t.Errorf("unknown name not named: %v", err)
+	}
+}
+
+// synthetic returns results as a bench of none, memory and a skipped mysql would.
+func synthetic() []Result {
+	series := func(rate float64) []gameday.Snapshot {
+		var s []gameday.Snapshot
+		for i := 1; i <= 5; i++ {
+			s = append(s, gameday.Snapshot{Second: i, Elapsed: time.Duration(i) * time.Second,
+				Correct: int64(rate * float64(i)), Score: rate * float64(i) * 2})
+		}
+		return s
+	}
+	return []Result{
+		{Strategy: "none", Status: StatusOK, CorrectPerSec: 10, Summary: gameday.Summary{Correct: 50, Errors: 400, Series: series(10)}},
+		{Strategy: "memory", Status: StatusOK, CorrectPerSec: 90, Summary: gameday.Summary{Correct: 450, Series: series(90)}},
+		{Strategy: "mysql", Status: StatusSkipped, Reason: "mariadb did not start: mariadbd | not found"},
+	}
+}
+
+func TestWrite(t *testing.T) {
+	for _, format := range ChartFormats {
+		t.Run(format, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			o := Options{Cores: 1, QueueSize: 5, WorkTime: 50 * time.Millisecond, WorkMode: "sleep",
+				Load: gameday.Options{Rate: 100, Duration: 5 * time.Second, Keys: 100, Skew: 1.1, Seed: 1, Timeout: 8 * time.Second}}
+			files, err := Write(dir, o, synthetic(), format, 42*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) != 5 {
+				t.Errorf("files %v", files)
+			}
+			checkOutput(t, dir, format, []string{"none", "memory", "mysql"})
+			md, _ := os.ReadFile(filepath.Join(dir, ResultsMD))
+			for _, want := range []string{
+				"| none | 10.0 | 0 | 400 | 0 |",
+				"| mysql | skipped | | | | | | |",
+				`- **mysql** skipped: mariadb did not start: mariadbd \| not found`,
+				"the bench took 42s",
+				"![score](score." + format + ")",
+			} {
+				if !strings.Contains(string(md), want) {
+					t.Errorf("results.md lacks %q:\n%s", want, md)
+				}
+			}
+		})
+	}
+	if _, err := Write(t.TempDir(), Options{}, synthetic(), "gif", 0); err == nil {
+		t.Error("gif: no error")
+	}
+}
+
+// checkOutput checks results.json, results.md and the charts in dir for a bench of
+// strategies, in order, and returns the JSON results.
+func checkOutput(t *testing.T, dir, format string, strategies []string) []Result {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, ResultsJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []Result
+	if err := json.Unmarshal(b, &results); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	var raw []map[string]any // the Summary's fields sit beside "strategy", as in run -json
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(strategies) {
+		t.Fatalf("results.json has %d objects, want %d", len(results), len(strategies))
+	}
+	for i, r := range results {
+		if r.Strategy != strategies[i] {
+			t.Errorf("result %d is %q, want %q", i, r.Strategy, strategies[i])
+		}
+		for _, k := range []string{"strategy", "status", "correct_per_s", "requests", "correct", "wrong", "errors", "timeouts", "score", "latency_ms", "series", "duration_s"} {
+			if _, ok := raw[i][k]; !ok {
+				t.Errorf("result %d lacks %q", i, k)
+			}
+		}
+	}
+
+	md, err := os.ReadFile(filepath.Join(dir, ResultsMD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(md), "\n")
+	head := -1
+	for i, l := range lines {
+		if l == TableHeader {
+			head = i
+		}
+	}
+	if head < 0 {
+		t.Fatalf("results.md has no table header:\n%s", md)
+	}
+	var rows []string
+	for _, l := range lines[head+2:] {
+		if !strings.HasPrefix(l, "|") {
+			break
+		}
+		rows = append(rows, l)
+	}
+	if len(rows) != len(strategies) {
+		t.Fatalf("results.md has %d rows, want %d:\n%s", len(rows), len(strategies), md)
+	}
+	for i, row := range rows {
+		if !strings.HasPrefix(row, "| "+strategies[i]+" |") {
+			t.Errorf("row %d: %q", i, row)
+		}
+	}
+
+	for _, c := range []string{ChartCorrectPerSec, ChartScore, ChartAnswers} {
+		checkChart(t, filepath.Join(dir, c+"."+format))
+	}
+	return results
+}
+
+// checkChart parses an SVG as XML with an <svg> root, or decodes a PNG.
+func checkChart(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch filepath.Ext(path) {
+	case ".svg":
+		d := xml.NewDecoder(bytes.NewReader(b))
+		root := ""
+		for {
+			tok, err := d.Token()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: not XML: %v", path, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok && root == "" {
+				root = se.Name.Local
+			}
+		}
+		if root != "svg" {
+			t.Errorf("%s: root element %q, want svg", path, root)
+		}
+	case ".png":
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if r := img.Bounds(); r.Dx() < 100 || r.Dy() < 100 {
+			t.Errorf("%s: %v", path, r)
+		}
+	default:
+		t.Fatalf("%s: not a chart", path)
+	}
+}
+
+// calcserverBinary builds ./cmd/calcserver once for the package's tests.
+func calcserverBinary(t *testing.T) string {
+	t.Helper()
+	wd, _ := os.Getwd()
+	root := ModuleRoot(wd)
+	if root == "" {
+		t.Fatal("not inside the module")
+	}
+	bin, err := BuildCalcserver(context.Background(), root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestSkippedService runs a bench whose MariaDB cannot start: mysql is reported as
+// skipped, with the reason, and the strategies around it still run.
+func TestSkippedService(t *testing.T) {
+	bin := calcserverBinary(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var log bytes.Buffer
+	o := Options{
+		Strategies: []string{"none", "mysql", "file"},
+		Calcserver: bin,
+		Load: gameday.Options{Rate: 50, Duration: time.Second, Keys: 20, Skew: 1.1, Seed: 7,
+			Timeout: 2 * time.Second, Instances: 1},
+		WorkTime: 5 * time.Millisecond, WorkMode: "sleep", Cores: 1, QueueSize: 5,
+		Log: &log,
+		StartService: func(service, dir string) (*svctest.Proc, error) {
+			if service == MariaDB {
+				return nil, errors.New("svctest: mariadbd not found on PATH")
+			}
+			return startService(service, dir)
+		},
+	}
+	results, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 3 {
+		t.Fatalf("%d results: %+v", len(results), results)
+	}
+	if r := results[1]; r.Strategy != "mysql" || r.Status != StatusSkipped || !strings.Contains(r.Reason, "mariadbd not found") {
+		t.Errorf("mysql: %+v", r)
+	}
+	for _, i := range []int{0, 2} {
+		if r := results[i]; r.Status != StatusOK || r.Correct == 0 {
+			t.Errorf("%s: %s %s, %d correct", r.Strategy, r.Status, r.Reason, r.Correct)
+		}
+	}
+	if !strings.Contains(log.String(), "bench: mysql: skipped: mariadb did not start: svctest: mariadbd not found") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	dir := t.TempDir()
+	if _, err := Write(dir, o, results, "svg", 0); err != nil {
+		t.Fatal(err)
+	}
+	got := checkOutput(t, dir, "svg", o.Strategies)
+	if got[1].Status != StatusSkipped || got[1].Reason == "" {
+		t.Errorf("results.json: mysql %+v", got[1])
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, ResultsMD))
+	if !strings.Contains(string(md), "**mysql** skipped: mariadb did not start") {
+		t.Errorf("results.md:\n%s", md)
+	}
+}
+
+// TestCalcserverFails reports a server that cannot start as a skipped strategy.
+func TestCalcserverFails(t *testing.T) {
+	o := Options{
+		Strategies: []string{"none"},
+		Calcserver: filepath.Join(t.TempDir(), "no-such-calcserver"),
+		Load:       gameday.Options{Rate: 10, Duration: time.Second},
+		WorkTime:   time.Millisecond, WorkMode: "sleep", Cores: 1, QueueSize: 5,
+	}
+	results, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Status != StatusSkipped || !strings.Contains(results[0].Reason, "calcserver did not start") {
+		t.Errorf("%+v", results)
+	}
+}
+
+// TestCancel stops the server and services of an interrupted bench, removes its
+// temporary directories, and returns the context's error.
+func TestCancel(t *testing.T) {
+	bin := calcserverBinary(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var started []*svctest.Proc
+	log := &logWatch{on: "offering", do: func() { time.AfterFunc(500*time.Millisecond, cancel) }}
+	o := Options{
+		Strategies: []string{"redis", "memcached"},
+		Calcserver: bin,
+		Load:       gameday.Options{Rate: 20, Duration: time.Minute, Keys: 10, Seed: 1, Timeout: time.Second},
+		WorkTime:   time.Millisecond, WorkMode: "sleep", Cores: 1, QueueSize: 5,
+		Log: log,
+		StartService: func(service, dir string) (*svctest.Proc, error) {
+			p, err := startService(service, dir)
+			if err == nil {
+				started = append(started, p)
+			}
+			return p, err
+		},
+	}
+	begin := time.Now()
+	results, err := Run(ctx, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if len(results) != 0 {
+		t.Errorf("results of an interrupted strategy: %+v", results)
+	}
+	if took := time.Since(begin); took > 30*time.Second {
+		t.Errorf("took %v", took)
+	}
+	if len(started) != 1 || started[0].Running() {
+		t.Errorf("services still running or not started: %d", len(started))
+	}
+	m := regexp.MustCompile(`calcserver on http://(\S+);`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no server started:\n%s", log.String())
+	}
+	if c, err := net.DialTimeout("tcp", m[1], time.Second); err == nil {
+		c.Close()
+		t.Errorf("calcserver still listens on %s", m[1])
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// logWatch is a Log that calls do once when a line contains on.
+type logWatch struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	on   string
+	do   func()
+	done bool
+}
+
+func (w *logWatch) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	if !w.done && bytes.Contains(b, []byte(w.on)) {
+		w.done = true
+		w.do()
+	}
+	return len(b), nil
+}
+
+func (w *logWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}

@@ -1,0 +1,71 @@
+package gameday
+
+import (
+	"math"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// newPacer returns vegeta's pacer for rate arrivals per second, after a linear ramp
+// from (at most) 1 per second up to rate over ramp when ramp > 0.
+func newPacer(rate float64, ramp time.Duration) vegeta.Pacer {
+	steady := constantPacer(rate)
+	if ramp <= 0 {
+		return steady
+	}
+	start := min(rate, 1)
+	lin := vegeta.LinearPacer{
+		StartAt: constantPacer(start),
+		Slope:   (rate - start) / ramp.Seconds(),
+	}
+	// Arrivals of the ramp: the integral of the linear rate over [0, ramp).
+	hits := lin.Slope*ramp.Seconds()*ramp.Seconds()/2 + start*ramp.Seconds()
+	return rampPacer{ramp: ramp, linear: lin, rampHits: uint64(math.Floor(hits)), steady: steady}
+}
+
+// arrivals is how many arrivals newPacer(rate, ramp) schedules within d. Run sends
+// exactly that many, even when it runs late: a generator that falls behind (a busy
+// machine) sends the last ones a little after the end rather than not at all.
+func arrivals(rate float64, ramp, d time.Duration) uint64 {
+	per := constantPacer(rate).Per
+	p, ok := newPacer(rate, ramp).(rampPacer)
+	if !ok {
+		return uint64(d / per)
+	}
+	return p.rampHits + uint64((d-p.ramp)/per)
+}
+
+// constantPacer expresses a fractional rate as one hit per 1/rate: vegeta's
+// ConstantPacer counts whole hits per period.
+func constantPacer(rate float64) vegeta.ConstantPacer {
+	return vegeta.ConstantPacer{Freq: 1, Per: time.Duration(math.Round(float64(time.Second) / rate))}
+}
+
+// rampPacer is vegeta's LinearPacer for the ramp, then its ConstantPacer counting
+// from the ramp's end. vegeta has no ramp-then-hold pacer, and a ConstantPacer alone
+// after a ramp would count the hits it "missed" during the ramp and send them at once.
+type rampPacer struct {
+	ramp     time.Duration
+	linear   vegeta.LinearPacer
+	rampHits uint64
+	steady   vegeta.ConstantPacer
+}
+
+func (p rampPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if hits < p.rampHits {
+		return p.linear.Pace(elapsed, hits)
+	}
+	if elapsed < p.ramp {
+		wait, stop := p.steady.Pace(0, hits-p.rampHits)
+		return p.ramp - elapsed + wait, stop
+	}
+	return p.steady.Pace(elapsed-p.ramp, hits-p.rampHits)
+}
+
+func (p rampPacer) Rate(elapsed time.Duration) float64 {
+	if elapsed < p.ramp {
+		return p.linear.Rate(elapsed)
+	}
+	return p.steady.Rate(elapsed)
+}
