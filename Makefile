@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench load fuzz deps lint clean release
+.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
@@ -33,6 +33,10 @@ bench:
 # Load runs with real backends (needs what scripts/deps.sh installs); see BENCHMARKS.md.
 load:
 	go test -run '^$$' -bench 'LoadHit|Outage' -benchtime 1x -count 5 ./cmd/calcserver
+
+# How fast one gameday process goes, next to wrk, against a cache-hit-only calcserver.
+gameday-ceiling:
+	bash scripts/gameday-ceiling.sh
 
 fuzz:
 	go test -fuzz FuzzParse -fuzztime 30s ./internal/config

@@ -28,7 +28,7 @@ func newPacer(rate float64, ramp time.Duration) vegeta.Pacer {
 // exactly that many, even when it runs late: a generator that falls behind (a busy
 // machine) sends the last ones a little after the end rather than not at all.
 func arrivals(rate float64, ramp, d time.Duration) uint64 {
-	per := constantPacer(rate).Per
+	per := interval(constantPacer(rate))
 	p, ok := newPacer(rate, ramp).(rampPacer)
 	if !ok {
 		return uint64(d / per)
@@ -36,10 +36,20 @@ func arrivals(rate float64, ramp, d time.Duration) uint64 {
 	return p.rampHits + uint64((d-p.ramp)/per)
 }
 
-// constantPacer expresses a fractional rate as one hit per 1/rate: vegeta's
-// ConstantPacer counts whole hits per period.
+// constantPacer is vegeta's ConstantPacer for rate arrivals per second. vegeta counts
+// whole hits per period, so a whole rate is hits per second, and a fractional one hits
+// per 1000 s; either way rate × duration arrivals fit in a duration (1/rate rounded to
+// a period, as an earlier version did, lost one arrival to rounding at 7/s or 6000/s).
 func constantPacer(rate float64) vegeta.ConstantPacer {
-	return vegeta.ConstantPacer{Freq: 1, Per: time.Duration(math.Round(float64(time.Second) / rate))}
+	if rate >= 1 && rate == math.Trunc(rate) {
+		return vegeta.ConstantPacer{Freq: int(rate), Per: time.Second}
+	}
+	return vegeta.ConstantPacer{Freq: int(math.Round(rate * 1000)), Per: 1000 * time.Second}
+}
+
+// interval is the time between two arrivals of p, computed as vegeta computes it.
+func interval(p vegeta.ConstantPacer) time.Duration {
+	return time.Duration(p.Per.Nanoseconds() / int64(p.Freq))
 }
 
 // rampPacer is vegeta's LinearPacer for the ramp, then its ConstantPacer counting

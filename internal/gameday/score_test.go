@@ -229,7 +229,10 @@ func TestPacerOffersRateTimesDuration(t *testing.T) {
 	}{
 		{100, 0, time.Second, 100, 0},
 		{0.5, 0, 10 * time.Second, 5, 0},
-		{333, 0, 3 * time.Second, 999, 1},
+		{2.5, 0, 4 * time.Second, 10, 0},
+		{333, 0, 3 * time.Second, 999, 0},
+		{7, 0, 8 * time.Second, 56, 0},
+		{6000, 0, 8 * time.Second, 48000, 0},
 		// Ramp from 1/s to 100/s over 2 s: (1+100)/2 × 2 ≈ 101, then 100/s for 1 s.
 		{100, 2 * time.Second, 3 * time.Second, 201, 3},
 	} {
