@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling
+.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling bench-hit
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
@@ -27,8 +27,13 @@ lint:
 run:
 	go run ./cmd/calcserver -port 8080
 
-bench:
-	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/server
+bench: bench-hit
+	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/server ./internal/logging
+
+# The /calc hit path of the release binary, logging to a file, next to a bare net/http
+# server, under wrk (see BENCHMARKS.md).
+bench-hit:
+	bash scripts/bench-hit.sh
 
 # Load runs with real backends (needs what scripts/deps.sh installs); see BENCHMARKS.md.
 load:

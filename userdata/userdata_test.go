@@ -583,8 +583,13 @@ ShutdownTimeout = 2s
 		t.Fatalf("servers %v, pid file %d: want exactly the one of the pid file", pids, first)
 	}
 	logFile := m.path("var/log/calcserver/calcserver.log")
-	if !strings.Contains(readFile(t, logFile), "key=testing status=200") {
-		t.Errorf("%s has no access line for /calc?input=testing:\n%s", logFile, readFile(t, logFile))
+	// The server writes its access log in batches, at least every 100 ms.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(readFile(t, logFile), "key=testing status=200"); {
+		if time.Now().After(deadline) {
+			t.Errorf("%s has no access line for /calc?input=testing:\n%s", logFile, readFile(t, logFile))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if _, err := os.Stat(m.path("etc/systemd/system/calcserver.service")); err == nil {
 		t.Error("CALC_INIT=none wrote a systemd unit")

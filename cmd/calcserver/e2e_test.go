@@ -116,6 +116,19 @@ func launch(t *testing.T, logPath string, env []string, args ...string) *proc {
 	return nil
 }
 
+// logUntil reads the log until cond holds for it, for at most 5 s (the server writes
+// its log at least every 100 ms), and returns what it read last.
+func (p *proc) logUntil(cond func(logs string) bool) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(p.logPath)
+		if cond(string(b)) || time.Now().After(deadline) {
+			return string(b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // terminate sends SIGTERM and waits for a clean exit.
 func (p *proc) terminate(t *testing.T) {
 	t.Helper()
@@ -186,20 +199,18 @@ func TestEndToEndCalc(t *testing.T) {
 		t.Errorf("GET /: %d %q", a.code, a.body)
 	}
 
-	logs, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
-	access := 0
-	for _, l := range lines {
-		if strings.Contains(l, "msg=access") {
-			access++
-		}
-	}
 	// 40 keys twice, 4 named keys, HEAD, the 400 and GET /.
+	access := 0
+	logs := p.logUntil(func(logs string) bool {
+		access = strings.Count(logs, "msg=access")
+		return access == 40*2+4+3
+	})
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
 	if access != 40*2+4+3 {
 		t.Errorf("%d access lines, want %d", access, 40*2+4+3)
 	}
-	if !strings.Contains(string(logs), `path="/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D"`) &&
-		!strings.Contains(string(logs), `path=/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D`) {
+	if !strings.Contains(logs, `path="/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D"`) &&
+		!strings.Contains(logs, `path=/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D`) {
 		t.Errorf("access log lacks the escaped path:\n%s", logs)
 	}
 	if !strings.Contains(lines[0], "WorkMode=sleep") || !strings.Contains(lines[0], "QueueSize=5") {
@@ -336,9 +347,9 @@ func TestEndToEndSIGHUPReopensTheLog(t *testing.T) {
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(p.logPath); err == nil && strings.Contains(string(b), "log file reopened") {
 			p.get(t, "GET", "/calc?input=after-rotate")
-			b, _ = os.ReadFile(p.logPath)
-			if !strings.Contains(string(b), "key=after-rotate") {
-				t.Fatalf("new log lacks the access line:\n%s", b)
+			logs := p.logUntil(func(logs string) bool { return strings.Contains(logs, "key=after-rotate") })
+			if !strings.Contains(logs, "key=after-rotate") {
+				t.Fatalf("new log lacks the access line:\n%s", logs)
 			}
 			return
 		}

@@ -224,7 +224,7 @@ func loadConfig(location string, getenv func(string) string) (config.Config, err
 func serve(cfg config.Config, warnings []string, e env) int {
 	var logFile *logging.File
 	stderr := logging.NewGuard(e.stderr)
-	var logOut io.Writer = stderr
+	var logDst io.Writer = stderr
 	lost := stderr.Failed
 	if cfg.LogLocation != "" {
 		f, err := logging.OpenFile(cfg.LogLocation)
@@ -232,9 +232,25 @@ func serve(cfg config.Config, warnings []string, e env) int {
 			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 			return exitRuntime
 		}
-		defer f.Close()
-		logFile, logOut, lost = f, f, f.Failed
+		logFile, logDst, lost = f, f, f.Failed
 	}
+	// Request goroutines only append their lines to a buffer; a goroutine of its own
+	// writes it out.
+	logOut := logging.NewAsync(logDst, logging.BufferSize, logging.FlushInterval)
+	defer func() {
+		// Runs last on every way out of serve, so that the lines logged before a
+		// fatal error, and "shutdown complete", reach the log.
+		if err := logOut.Close(); err != nil {
+			// The writer is stuck and holds the file: leave the file to the exit.
+			if logFile != nil {
+				fmt.Fprintf(e.stderr, "calcserver: log %s: %v\n", logFile.Path(), err)
+			}
+			return
+		}
+		if logFile != nil {
+			logFile.Close()
+		}
+	}()
 	log, err := logging.New(logOut, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
@@ -271,6 +287,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		}
 		if err := initMySQL(context.Background(), b); err != nil {
 			log.Error("startup failed", "err", err)
+			_ = logOut.Flush() // before the line below, when both go to stderr
 			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 			return exitRuntime
 		}
@@ -293,10 +310,11 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		Version:     version,
 		Logger:      log,
 	}
-	o.LogWriteFailed = lost
+	o.LogWriteFailed, o.LogDropped = lost, logOut.Dropped
 	srv := server.New(o)
 	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
 		log.Error("startup failed", "err", err)
+		_ = logOut.Flush() // before the line below, when both go to stderr
 		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 		return exitRuntime
 	}
@@ -327,7 +345,12 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		if logFile == nil {
 			return
 		}
-		if err := logFile.Reopen(); err != nil {
+		// The lines logged before the signal belong in the old file.
+		err := logOut.Flush()
+		if err == nil {
+			err = logFile.Reopen()
+		}
+		if err != nil {
 			fmt.Fprintf(e.stderr, "calcserver: reopen log: %v\n", err)
 			log.Error("reopen log failed", "err", err)
 			return

@@ -1,8 +1,10 @@
 // Package logging opens the server's log destination: standard error, or a file that
-// SIGHUP reopens so logrotate can move it away.
+// SIGHUP reopens so logrotate can move it away; an Async writes it off the request's
+// goroutine.
 package logging
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +133,7 @@ func New(w io.Writer, format string) (*slog.Logger, error) {
 
 // Guard wraps a writer such as standard error so that a failed write is counted
 // and dropped: Write never returns an error, so a full disk cannot fail a request.
+// A failed write counts as many lost lines as it holds (an Async writes many at once).
 type Guard struct {
 	w      io.Writer
 	mu     sync.Mutex
@@ -145,12 +148,12 @@ func (g *Guard) Write(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, err := g.w.Write(p); err != nil {
-		g.failed++
+		g.failed += int64(max(1, bytes.Count(p, []byte{'\n'})))
 	}
 	return len(p), nil
 }
 
-// Failed returns the number of writes that could not be completed.
+// Failed returns the number of lines lost to writes that could not be completed.
 func (g *Guard) Failed() int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()

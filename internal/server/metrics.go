@@ -17,9 +17,10 @@ type metrics struct {
 	queueWait  prometheus.Histogram
 	refused    prometheus.Counter
 	logLost    prometheus.CounterFunc
+	logDropped prometheus.CounterFunc
 }
 
-func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost func() float64) *metrics {
+func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped func() float64) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -61,7 +62,11 @@ func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost func() float64
 		Name: "calcserver_log_writes_failed_total",
 		Help: "Log lines that could not be written.",
 	}, logLost)
-	reg.MustRegister(m.requests, m.calcs, m.rejections, m.joins, m.jobs, m.queueWait, m.refused, m.logLost,
+	m.logDropped = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "calcserver_log_lines_dropped_total",
+		Help: "Log lines dropped because the log buffer was full (the log writer was slow or stuck).",
+	}, logDropped)
+	reg.MustRegister(m.requests, m.calcs, m.rejections, m.joins, m.jobs, m.queueWait, m.refused, m.logLost, m.logDropped,
 		gauge("calcserver_queue_waiting", "Jobs waiting for a core.", func(s queue.Stats) int { return s.Waiting }),
 		gauge("calcserver_queue_capacity", "Places in the waiting line (QueueSize).", func(s queue.Stats) int { return s.Capacity }),
 		gauge("calcserver_cores_busy", "Simulated cores running a job.", func(s queue.Stats) int { return s.Busy }),

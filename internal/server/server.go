@@ -35,7 +35,8 @@ type Options struct {
 	Host           string        // X-Served-By
 	Version        string        // build version shown by /healthcheck
 	Logger         *slog.Logger  // nil: discard
-	LogWriteFailed func() int64  // lost log writes, for /metrics; nil: none
+	LogWriteFailed func() int64  // log lines lost to failed writes, for /metrics; nil: none
+	LogDropped     func() int64  // log lines dropped by a full log buffer, for /metrics; nil: none
 	// Registry receives the server's metrics and is served on /metrics; pass the one
 	// the cache chain registers on. Nil: a registry of the server's own.
 	Registry *prometheus.Registry
@@ -84,17 +85,19 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{o: o, log: o.Logger, cache: o.Cache, started: time.Now()}
-	lost := func() float64 {
-		if o.LogWriteFailed == nil {
-			return 0
+	counter := func(f func() int64) func() float64 {
+		return func() float64 {
+			if f == nil {
+				return 0
+			}
+			return float64(f())
 		}
-		return float64(o.LogWriteFailed())
 	}
 	qo := o.Queue
 	var m *metrics
 	qo.Observe = func(held time.Duration) { m.jobs.Observe(held.Seconds()) }
 	s.q = queue.New(qo)
-	m = newMetrics(o.Registry, s.q, lost)
+	m = newMetrics(o.Registry, s.q, counter(o.LogWriteFailed), counter(o.LogDropped))
 	s.m = m
 
 	maxAge := int64(86400)

@@ -593,3 +593,16 @@ func TestAClientThatLeavesTheLineIsLoggedAs499NotCountedAsRejected(t *testing.T)
 		t.Fatalf("a client that left was counted as rejected (%d)", n)
 	}
 }
+
+func TestMetricsExposeLostLogLines(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.LogWriteFailed = func() int64 { return 3 }
+		o.LogDropped = func() int64 { return 7 }
+	})
+	_, body := f.do(t, "GET", "/metrics")
+	for _, want := range []string{"calcserver_log_writes_failed_total 3", "calcserver_log_lines_dropped_total 7"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
