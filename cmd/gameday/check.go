@@ -40,8 +40,8 @@ func runCheck(args []string, e env) int {
 		return usageError(e.stderr, cmd, fmt.Errorf("-format %q: must be token or hash", *format))
 	case *count <= 0:
 		return usageError(e.stderr, cmd, fmt.Errorf("-count %d: must be ≥ 1", *count))
-	case *interval < 0:
-		return usageError(e.stderr, cmd, fmt.Errorf("-interval %s: must be ≥ 0", *interval))
+	case *interval <= 0:
+		return usageError(e.stderr, cmd, fmt.Errorf("-interval %s: must be > 0", *interval))
 	case *timeout <= 0:
 		return usageError(e.stderr, cmd, fmt.Errorf("-timeout %s: must be > 0", *timeout))
 	case *version <= 0 || *version > calc.MaxVersion:

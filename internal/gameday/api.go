@@ -151,6 +151,7 @@ type Counts struct {
 	Wrong    int64 `json:"wrong"`
 	Errors   int64 `json:"errors"`
 	Timeouts int64 `json:"timeouts"`
+	Canceled int64 `json:"canceled"` // cut short by an interrupt; in Requests, not scored
 }
 
 // Summary is the result of a run, as `run -json` writes it.

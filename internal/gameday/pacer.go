@@ -7,21 +7,18 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
-// newPacer returns vegeta's pacer for rate arrivals per second, after a linear ramp
-// from (at most) 1 per second up to rate over ramp when ramp > 0.
+// newPacer returns the pacer for rate arrivals per second, after a linear ramp from (at
+// most) 1 per second up to rate over ramp when ramp > 0.
 func newPacer(rate float64, ramp time.Duration) vegeta.Pacer {
 	steady := constantPacer(rate)
 	if ramp <= 0 {
 		return steady
 	}
 	start := min(rate, 1)
-	lin := vegeta.LinearPacer{
-		StartAt: constantPacer(start),
-		Slope:   (rate - start) / ramp.Seconds(),
-	}
+	slope := (rate - start) / ramp.Seconds()
 	// Arrivals of the ramp: the integral of the linear rate over [0, ramp).
-	hits := lin.Slope*ramp.Seconds()*ramp.Seconds()/2 + start*ramp.Seconds()
-	return rampPacer{ramp: ramp, linear: lin, rampHits: uint64(math.Floor(hits)), steady: steady}
+	hits := slope*ramp.Seconds()*ramp.Seconds()/2 + start*ramp.Seconds()
+	return rampPacer{ramp: ramp, start: start, slope: slope, rampHits: uint64(math.Floor(hits)), steady: steady}
 }
 
 // arrivals is how many arrivals newPacer(rate, ramp) schedules within d. Run sends
@@ -52,19 +49,34 @@ func interval(p vegeta.ConstantPacer) time.Duration {
 	return time.Duration(p.Per.Nanoseconds() / int64(p.Freq))
 }
 
-// rampPacer is vegeta's LinearPacer for the ramp, then its ConstantPacer counting
-// from the ramp's end. vegeta has no ramp-then-hold pacer, and a ConstantPacer alone
-// after a ramp would count the hits it "missed" during the ramp and send them at once.
+// rampPacer schedules the ramp itself, then vegeta's ConstantPacer counting from the
+// ramp's end. vegeta's LinearPacer waits 1/rate(now) × (hits due − hits sent), which at
+// a ramp's slow start tells the second arrival to wait a whole second and then sends
+// everything due since at once: a step and a burst instead of a ramp. Here arrival n of
+// the ramp is sent when the integral of the rate reaches n: with the rate s + k·t,
+// t(n) = (√(s² + 2kn) − s) / k. And a ConstantPacer alone after a ramp would count the
+// hits it "missed" during the ramp and send them at once.
 type rampPacer struct {
-	ramp     time.Duration
-	linear   vegeta.LinearPacer
-	rampHits uint64
-	steady   vegeta.ConstantPacer
+	ramp         time.Duration
+	start, slope float64 // arrivals per second at 0, and its growth per second
+	rampHits     uint64
+	steady       vegeta.ConstantPacer
+}
+
+// due is when arrival n (1-based) of the ramp is scheduled.
+func (p rampPacer) due(n uint64) time.Duration {
+	var sec float64
+	if p.slope == 0 {
+		sec = float64(n) / p.start
+	} else {
+		sec = (math.Sqrt(p.start*p.start+2*p.slope*float64(n)) - p.start) / p.slope
+	}
+	return time.Duration(sec * float64(time.Second))
 }
 
 func (p rampPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
 	if hits < p.rampHits {
-		return p.linear.Pace(elapsed, hits)
+		return max(p.due(hits+1)-elapsed, 0), false
 	}
 	if elapsed < p.ramp {
 		wait, stop := p.steady.Pace(0, hits-p.rampHits)
@@ -75,7 +87,7 @@ func (p rampPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool
 
 func (p rampPacer) Rate(elapsed time.Duration) float64 {
 	if elapsed < p.ramp {
-		return p.linear.Rate(elapsed)
+		return p.start + p.slope*elapsed.Seconds()
 	}
 	return p.steady.Rate(elapsed)
 }

@@ -121,7 +121,9 @@ func (r *recorder) add(res result, elapsed time.Duration) {
 		r.byError[res.kind]++
 		r.secErrors[res.kind]++
 		r.secErrCount++
-		if res.status == 0 {
+		if res.status == 0 || res.kind != statusKind(res.status) {
+			// No answer, or one that broke off: an error, whatever its status line
+			// said, so that by_status["200"] stays correct + wrong.
 			status = "error"
 		}
 	case Timeout:
@@ -135,9 +137,10 @@ func (r *recorder) add(res result, elapsed time.Duration) {
 	r.byStatus[status]++
 	r.points += pts
 	r.curPoints += pts
-	if res.status != 0 {
-		// Latency of every HTTP answer, whatever its status; timeouts and transport
-		// errors have none to tell.
+	if res.status != 0 && res.outcome != Timeout && res.outcome != Canceled {
+		// Latency of every HTTP answer, whatever its status; timeouts (also those whose
+		// headers came but not the body), cancellations and transport errors have none
+		// to tell.
 		us := min(max(res.latency.Microseconds(), 1), r.all.HighestTrackableValue())
 		_ = r.all.RecordValue(us)
 		_ = r.cur.RecordValue(us)
@@ -145,10 +148,10 @@ func (r *recorder) add(res result, elapsed time.Duration) {
 		r.curMax = max(r.curMax, res.latency)
 		r.curAnswers++
 	}
+	count(r.byTarget, res.target, res.outcome)
 	if res.outcome == Canceled {
 		return
 	}
-	count(r.byTarget, res.target, res.outcome)
 	if res.status != 0 {
 		by := res.servedBy
 		if by == "" {
@@ -174,6 +177,8 @@ func count(m map[string]*Counts, k string, o Outcome) {
 		c.Errors++
 	case Timeout:
 		c.Timeouts++
+	case Canceled:
+		c.Canceled++
 	}
 }
 

@@ -253,3 +253,59 @@ func TestPacerOffersRateTimesDuration(t *testing.T) {
 		t.Errorf("rate after the ramp %v, want 100", r)
 	}
 }
+
+// TestRampFollowsItsCurve holds the ramp to a ramp: in each second the arrivals are
+// what the linear rate integrates to, not a step and then a burst (vegeta's
+// LinearPacer, asked at a slow start, sent nothing for a second and then everything due).
+func TestRampFollowsItsCurve(t *testing.T) {
+	const rate, ramp = 100.0, 6 * time.Second
+	p := newPacer(rate, ramp)
+	perSecond := make([]int, 8)
+	var now time.Duration
+	for hits := uint64(0); ; hits++ {
+		wait, stop := p.Pace(now, hits)
+		if stop || now+wait >= 8*time.Second {
+			break
+		}
+		now += wait
+		perSecond[int(now/time.Second)]++
+	}
+	k := (rate - 1) / ramp.Seconds()
+	for sec, got := range perSecond {
+		want := rate
+		if sec < 6 {
+			want = 1 + k*(float64(sec)+0.5) // the rate at the middle of the second
+		}
+		if math.Abs(float64(got)-want) > 2 {
+			t.Errorf("second %d: %d arrivals, want %.1f±2 (all: %v)", sec, got, want, perSecond)
+		}
+	}
+}
+
+// TestRecorderKeepsItsCountsConsistent: a timeout whose headers came has no latency, a
+// 200 whose body broke off is an error under by_status (so by_status["200"] is correct +
+// wrong), and a canceled request is in its target's count as it is in requests.
+func TestRecorderKeepsItsCountsConsistent(t *testing.T) {
+	r := newTestRecorder(testOptions())
+	for range 3 {
+		r.arrival(true)
+	}
+	r.add(result{target: "http://a", outcome: Correct, status: 200, latency: 2 * time.Millisecond}, time.Second)
+	r.add(result{target: "http://a", outcome: Timeout, status: 200, latency: 8 * time.Second}, time.Second)
+	r.add(result{target: "http://a", outcome: Error, status: 200, kind: "connection closed without an answer", latency: time.Millisecond}, time.Second)
+	r.arrival(true)
+	r.add(result{target: "http://a", outcome: Canceled, status: 0}, time.Second)
+	s := r.summary(1, time.Minute, 1)
+	if s.Latency.Max >= 1000 {
+		t.Errorf("latency max %v ms: the timeout's 8 s was recorded", s.Latency.Max)
+	}
+	if got := s.ByStatus["200"]; got != s.Correct+s.Wrong {
+		t.Errorf(`by_status["200"] = %d, want correct + wrong = %d (by_status %v)`, got, s.Correct+s.Wrong, s.ByStatus)
+	}
+	if s.ByStatus["error"] != 1 || s.ByStatus["timeout"] != 1 || s.ByStatus["canceled"] != 1 {
+		t.Errorf("by_status %v, want one error, one timeout, one canceled", s.ByStatus)
+	}
+	if c := s.ByTarget["http://a"]; c.Requests != s.Requests || c.Canceled != 1 {
+		t.Errorf("by_target %+v, want all %d requests with 1 canceled", c, s.Requests)
+	}
+}

@@ -44,6 +44,7 @@ var (
 	ErrNoSuchKey     = errors.New("s3config: no such key")
 	ErrAccessDenied  = errors.New("s3config: access denied")
 	ErrNoCredentials = errors.New("s3config: no AWS credentials found")
+	ErrCredentials   = errors.New("s3config: AWS credentials configured but not usable")
 	ErrTooLarge      = errors.New("s3config: object too large")
 )
 
@@ -134,9 +135,21 @@ func Fetch(ctx context.Context, url string, getenv func(string) string) ([]byte,
 	// Ask for credentials first, so that "none found" is said as such rather than as
 	// whatever the request fails with.
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return nil, kindError(ErrNoCredentials, "%s: no AWS credentials found (looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files, and the EC2 instance role)", loc)
+		msg := oneLine(err)
+		// The default chain ends with the instance role: when that is all it says,
+		// nothing was configured anywhere.
+		if strings.Contains(msg, "no EC2 IMDS role found") {
+			return nil, kindError(ErrNoCredentials, "%s: no AWS credentials found (looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files, and the EC2 instance role)", loc)
+		}
+		// Something configured failed (a credential_process, an expired SSO token, an
+		// assume-role): say what.
+		return nil, kindError(ErrCredentials, "%s: cannot get AWS credentials: %s", loc, strings.TrimPrefix(msg, "failed to refresh cached credentials, "))
 	}
-	pathStyle := getenv("AWS_ENDPOINT_URL_S3") != "" || getenv("AWS_ENDPOINT_URL") != ""
+	// Path-style addressing for an endpoint of one's own (MinIO, a local fake): set by
+	// the environment or by endpoint_url in the shared config, unless the SDK is told to
+	// ignore configured endpoints.
+	pathStyle := (getenv("AWS_ENDPOINT_URL_S3") != "" || getenv("AWS_ENDPOINT_URL") != "" || cfg.BaseEndpoint != nil) &&
+		!strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true")
 	region := cfg.Region
 	if region == "" {
 		region = fallbackRegion
@@ -230,8 +243,13 @@ func describe(loc Location, err error) error {
 	case errors.As(err, &noKey) || code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:
 		return kindError(ErrNoSuchKey, "%s: bucket %q has no object %q (NoSuchKey)", loc, loc.Bucket, loc.Key)
 	case code == "AccessDenied" || status == http.StatusForbidden:
-		return kindError(ErrAccessDenied, "%s: access denied to bucket %q, key %q (AccessDenied): the credentials need s3:GetObject on arn:aws:s3:::%s/%s (without s3:ListBucket, S3 also says this for a key that does not exist)",
-			loc, loc.Bucket, loc.Key, loc.Bucket, loc.Key)
+		said := ""
+		if api != nil && api.ErrorMessage() != "" && api.ErrorMessage() != "Access Denied" {
+			// S3 may say more: a KMS key the credentials cannot use, say.
+			said = ": " + oneLine(errors.New(api.ErrorMessage()))
+		}
+		return kindError(ErrAccessDenied, "%s: access denied to bucket %q, key %q (AccessDenied%s): the credentials need s3:GetObject on arn:aws:s3:::%s/%s (and kms:Decrypt for a bucket encrypted with a KMS key; without s3:ListBucket, S3 also says this for a key that does not exist)",
+			loc, loc.Bucket, loc.Key, said, loc.Bucket, loc.Key)
 	case code != "":
 		return fmt.Errorf("%s: S3 answered %s: %s", loc, code, oneLine(errors.New(api.ErrorMessage())))
 	}

@@ -80,6 +80,18 @@ func TestFetch(t *testing.T) {
 	f.CreateBucket(t, "far-away")
 	f.Put(t, "far-away", "server.ini", []byte("Cores = 2\n"))
 	f.Locate("far-away", "ap-southeast-2")
+	f.CreateBucket(t, "sealed")
+	f.Put(t, "sealed", "server.ini", []byte("Port = 80\n"))
+	f.DenyWith("sealed", "User: arn:aws:sts::1:assumed-role/calc/i-1 is not authorized to perform: kms:Decrypt on resource: key/abc")
+	dir := t.TempDir()
+	sharedEndpoint := dir + "/endpoint.config"
+	if err := os.WriteFile(sharedEndpoint, []byte("[default]\nendpoint_url = "+f.URL+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failingProcess := dir + "/process.config"
+	if err := os.WriteFile(failingProcess, []byte("[default]\ncredential_process = sh -c 'exit 3'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	fetch := func(t *testing.T, url string) ([]byte, error) {
 		t.Helper()
@@ -95,6 +107,8 @@ func TestFetch(t *testing.T) {
 		{"follows a bucket to its region", "s3://far-away/server.ini", "Cores = 2\n", nil},
 		{"finds the region without one configured", "s3://far-away/server.ini", "Cores = 2\n", map[string]string{"AWS_REGION": ""}},
 		{"takes AWS_ENDPOINT_URL as well", "s3://unicorn-config/team1/server.ini", "QueueSize = 9\n", map[string]string{"AWS_ENDPOINT_URL_S3": "", "AWS_ENDPOINT_URL": f.URL}},
+		{"takes endpoint_url from the shared config, path-style", "s3://unicorn-config/team1/server.ini", "QueueSize = 9\n",
+			map[string]string{"AWS_ENDPOINT_URL_S3": "", "AWS_CONFIG_FILE": sharedEndpoint}},
 	}
 	for _, tc := range ok {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,6 +139,11 @@ func TestFetch(t *testing.T) {
 		{"says no credentials were found", "s3://unicorn-config/team1/server.ini",
 			map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, s3config.ErrNoCredentials,
 			[]string{"no AWS credentials found", "instance role"}},
+		{"says what a configured credential source failed with", "s3://unicorn-config/team1/server.ini",
+			map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": failingProcess}, s3config.ErrCredentials,
+			[]string{"cannot get AWS credentials", "credential_process", "exit status 3"}},
+		{"passes on S3's reason for a refusal", "s3://sealed/server.ini", nil, s3config.ErrAccessDenied,
+			[]string{"AccessDenied: User: arn:aws:sts::1:assumed-role/calc/i-1 is not authorized to perform: kms:Decrypt", "kms:Decrypt"}},
 		{"refuses an object too large for a server.ini", "s3://unicorn-config/big.ini", nil, s3config.ErrTooLarge,
 			[]string{"too large", "not a server.ini"}},
 		{"says S3 cannot be reached", "s3://unicorn-config/team1/server.ini",

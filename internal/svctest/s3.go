@@ -24,14 +24,14 @@ type S3Fake struct {
 	backend *s3mem.Backend
 
 	mu      sync.Mutex
-	denied  map[string]bool
+	denied  map[string]string // bucket -> S3's message
 	regions map[string]string
 }
 
 // S3 starts an S3Fake for t and stops it when t ends.
 func S3(t testing.TB) *S3Fake {
 	t.Helper()
-	f := &S3Fake{backend: s3mem.New(), denied: map[string]bool{}, regions: map[string]string{}}
+	f := &S3Fake{backend: s3mem.New(), denied: map[string]string{}, regions: map[string]string{}}
 	fake := gofakes3.New(f.backend)
 	srv := httptest.NewServer(f.deny(fake.Server()))
 	t.Cleanup(srv.Close)
@@ -76,10 +76,14 @@ func (f *S3Fake) Get(t testing.TB, bucket, key string) ([]byte, bool) {
 }
 
 // Deny makes every request for bucket answer 403 AccessDenied.
-func (f *S3Fake) Deny(bucket string) {
+func (f *S3Fake) Deny(bucket string) { f.DenyWith(bucket, "Access Denied") }
+
+// DenyWith makes every request for bucket answer 403 AccessDenied with message, as S3
+// explains a refusal by a KMS key policy, say.
+func (f *S3Fake) DenyWith(bucket, message string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.denied[bucket] = true
+	f.denied[bucket] = message
 }
 
 // Locate puts bucket in region: a request signed for another region gets S3's
@@ -113,8 +117,8 @@ func (f *S3Fake) deny(next http.Handler) http.Handler {
 		denied, region := f.denied[bucket], f.regions[bucket]
 		f.mu.Unlock()
 		switch {
-		case denied:
-			s3Error(w, r, http.StatusForbidden, "AccessDenied", "Access Denied")
+		case denied != "":
+			s3Error(w, r, http.StatusForbidden, "AccessDenied", denied)
 		case region != "" && signedRegion(r) != region:
 			w.Header().Set("X-Amz-Bucket-Region", region)
 			s3Error(w, r, http.StatusMovedPermanently, "PermanentRedirect",

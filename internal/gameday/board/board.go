@@ -434,18 +434,26 @@ func (b *Board) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 	keepAlive := time.NewTicker(b.opt.KeepAlive)
 	defer keepAlive.Stop()
-	for {
-		// Close wins over queued messages.
-		select {
-		case <-b.done:
-			c.write([]byte("event: end\ndata: {}\n\n"), closeGrace/2)
-			return
-		default:
+	// end sends what Publish queued before Close (the final snapshot among it), then
+	// the end event.
+	end := func() {
+		for {
+			select {
+			case msg := <-c.ch:
+				if c.write(msg, closeGrace/2) != nil {
+					return
+				}
+			default:
+				c.write([]byte("event: end\ndata: {}\n\n"), closeGrace/2)
+				return
+			}
 		}
+	}
+	for {
 		var err error
 		select {
 		case <-b.done:
-			c.write([]byte("event: end\ndata: {}\n\n"), closeGrace/2)
+			end()
 			return
 		case <-r.Context().Done():
 			return
