@@ -422,6 +422,17 @@ log "configuration ok (calcserver -check)"
 [ -n "$timeout_ns" ] || die "$url/server.ini: cannot read ShutdownTimeout \"$timeout\" as a duration"
 # Room for ShutdownDelay + ShutdownTimeout, rounded up, plus a margin for the final flush.
 stop_sec=$(((delay_ns + timeout_ns + 999999999) / 1000000000 + 10))
+# The server running now drains by the configuration it started with: a release that
+# shortens the drain must not cut the old server's short.
+if [ -f "$conf" ]; then
+	old_delay_ns=$(duration_ns "$(ini_get "$conf" ShutdownDelay)" 2>/dev/null || duration_ns 0s)
+	old_timeout_ns=$(duration_ns "$(ini_get "$conf" ShutdownTimeout)" 2>/dev/null || duration_ns 30s)
+	old_stop_sec=$(((old_delay_ns + old_timeout_ns + 999999999) / 1000000000 + 10))
+	if ((old_stop_sec > stop_sec)); then
+		log "the running server's configuration drains longer: stopping it may take ${old_stop_sec}s"
+		stop_sec=$old_stop_sec
+	fi
+fi
 
 # --- install ----------------------------------------------------------------------------
 
@@ -518,7 +529,8 @@ unit_conf() {
 		printf 'Restart=always\nRestartSec=2\n'
 	fi
 	cat <<-EOF
-		# ShutdownDelay ${delay:-0s} + ShutdownTimeout ${timeout:-30s}, rounded up, + 10 s.
+		# ShutdownDelay ${delay:-0s} + ShutdownTimeout ${timeout:-30s}, rounded up, + 10 s (or the
+		# longer drain of the configuration this one replaced).
 		TimeoutStopSec=$stop_sec
 		# A user that is not root may listen on port 80; nothing more.
 		AmbientCapabilities=CAP_NET_BIND_SERVICE

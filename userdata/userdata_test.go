@@ -981,3 +981,40 @@ func unitValues(unit string) map[string][]string {
 	}
 	return v
 }
+
+// TestUserDataGivesTheRunningServerItsOwnDrainTime: a release that shortens the drain
+// must not cut short the server that runs now, which drains by the configuration it
+// started with: the new unit's TimeoutStopSec covers the longer of the two.
+func TestUserDataGivesTheRunningServerItsOwnDrainTime(t *testing.T) {
+	t.Parallel()
+	fake := svctest.S3(t)
+	fake.CreateBucket(t, bucket)
+	m := newMachine(t)
+	env := func() []string {
+		return m.env(fake, "drain", "CALC_INIT=systemd", "CALC_USER=nobody", "CALC_HEALTH_TIMEOUT=0")
+	}
+	stopSec := func() int {
+		t.Helper()
+		v := unitValues(readFile(t, m.path("etc/systemd/system/calcserver.service")))
+		n, err := strconv.Atoi(v["TimeoutStopSec"][0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	putRelease(t, fake, "drain", "ShutdownDelay = 1m\nShutdownTimeout = 30s\nWorkMode = sleep\n")
+	runUserData(t, env()).mustSucceed(t)
+	if got := stopSec(); got < 90 {
+		t.Fatalf("first release: TimeoutStopSec=%d, want at least 90", got)
+	}
+	putRelease(t, fake, "drain", "ShutdownTimeout = 1s\nWorkMode = sleep\n")
+	runUserData(t, env()).mustSucceed(t)
+	if got := stopSec(); got < 90 {
+		t.Errorf("second release: TimeoutStopSec=%d, want at least the running server's 90", got)
+	}
+	// A third run replaces a short drain with a short one: the short time stands.
+	runUserData(t, env()).mustSucceed(t)
+	if got := stopSec(); got > 30 {
+		t.Errorf("third release: TimeoutStopSec=%d, want the short drain's (about 11)", got)
+	}
+}
