@@ -346,28 +346,11 @@ func TestImageBuildsFromItsContext(t *testing.T) {
 // Processes
 // ---------------------------------------------------------------------------
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a started process whose output is collected.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *svctest.Buffer
 	done chan struct{}
 	err  error // cmd.Wait's, once done is closed
 }
@@ -375,7 +358,7 @@ type proc struct {
 // start starts cmd and makes sure it is gone when the test ends.
 func start(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, out: &svctest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.WaitDelay = 2 * time.Second
 	if err := svctest.Spawn(cmd); err != nil {

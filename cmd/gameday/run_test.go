@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
 	"github.com/unicorn-rentals/unicorn/internal/server"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
 
 // startCalcserver serves a real calcserver handler on loopback (sleeping cores,
@@ -49,29 +48,10 @@ func startLiar(t *testing.T) string {
 	return ts.URL
 }
 
-// syncBuffer is a writer the test reads after the command has returned; the status
-// printer and the summary write from different goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runCLI runs the command line and returns its exit code, stdout and stderr.
 func runCLI(t *testing.T, terminal bool, args ...string) (int, string, string) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr svctest.Buffer
 	code := run(args, env{ctx: context.Background(), stdout: &stdout, stderr: &stderr, terminal: terminal})
 	return code, stdout.String(), stderr.String()
 }
@@ -221,7 +201,7 @@ func TestUnknownCommand(t *testing.T) {
 func TestRunServesTheBoard(t *testing.T) {
 	t.Parallel()
 	url := startCalcserver(t)
-	var stdout, stderr syncBuffer
+	var stdout, stderr svctest.Buffer
 	got := make(chan string, 1)
 	go func() {
 		// Wait for the board's address, then read its snapshot while the run goes on.

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"io"
 	"log/slog"
 	"net"
@@ -20,38 +18,22 @@ import (
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
 
 var tokenRE = regexp.MustCompile(`^ey[0-9A-Za-z]{230,280}$`)
 
-// syncBuffer is a log destination the test can read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	srv *Server
 	ts  *httptest.Server
-	log *syncBuffer
+	log *svctest.Buffer
 }
 
 func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &svctest.Buffer{}
 	o := Options{
 		Queue:       queue.Options{Cores: 1, QueueSize: 5, WorkTime: 20 * time.Millisecond, Mode: queue.Sleep},
 		Cache:       cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
