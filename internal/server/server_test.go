@@ -400,6 +400,78 @@ func BenchmarkCalcHitLogged(b *testing.B) {
 	benchHit(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
+// BenchmarkCalcHitFileLog is the hit path as the server runs it with LogLocation set:
+// the access line formatted by slog and queued in logging.Async, which writes it to a
+// real file off the request goroutine.
+func BenchmarkCalcHitFileLog(b *testing.B) {
+	log, stop := fileLogger(b)
+	defer stop()
+	benchHit(b, log)
+}
+
+// BenchmarkInputKey is the parsing of the query into the key, with percent-decoding.
+func BenchmarkInputKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := inputKey("input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHitPathAllocations holds the hit path, logged to a real file through
+// logging.Async, to its budget of at most 10 allocations (a count, not a time).
+func TestHitPathAllocations(t *testing.T) {
+	log, stop := fileLogger(t)
+	defer stop()
+	h, req, w := hitHandler(log)
+	allocs := testing.AllocsPerRun(200, func() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	})
+	if w.code != 200 {
+		t.Fatalf("status %d", w.code)
+	}
+	if allocs > 10 {
+		t.Fatalf("%.1f allocations per hit, want at most 10", allocs)
+	}
+	t.Logf("%.1f allocations per hit", allocs)
+}
+
+// fileLogger is the server's access logger with LogLocation set: logfmt into
+// logging.Async over a file in a temporary directory.
+func fileLogger(tb testing.TB) (*slog.Logger, func()) {
+	tb.Helper()
+	f, err := logging.OpenFile(tb.TempDir() + "/calcserver.log")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := logging.NewAsync(f, logging.BufferSize, logging.FlushInterval)
+	log, err := logging.New(a, "logfmt")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return log, func() {
+		if err := a.Close(); err != nil {
+			tb.Error(err)
+		}
+		f.Close()
+	}
+}
+
+// hitHandler is a server whose memory tier already holds the request's answer.
+func hitHandler(log *slog.Logger) (http.Handler, *http.Request, *discardWriter) {
+	s := New(Options{
+		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
+		Cache:  cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
+		Logger: log,
+	})
+	h := s.Handler()
+	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	return h, req, &discardWriter{h: http.Header{}}
+}
+
 func benchHit(b *testing.B, log *slog.Logger) {
 	s := New(Options{
 		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
