@@ -293,8 +293,15 @@ func TestRunOpenModelSendsAgainAsSlotsFree(t *testing.T) {
 	if got := b.requests.Load(); got != sum.Requests {
 		t.Errorf("target received %d, client sent %d", got, sum.Requests)
 	}
-	if p := b.peak.Load(); p > 10 {
-		t.Errorf("%d connections at once, limit 10", p)
+	// Here connections close as requests time out, and the target still counts one the
+	// client has closed until it reads the end of it, so the client's own count of open
+	// connections is the bound to hold (the target's count is exact in the test above,
+	// where none closes before the end).
+	if sum.MaxConns > 10 {
+		t.Errorf("%d connections open at once by the client's count, limit 10", sum.MaxConns)
+	}
+	if p := b.peak.Load(); p > 20 {
+		t.Errorf("%d connections at once at the target, limit 10 (plus those closing)", p)
 	}
 }
 
