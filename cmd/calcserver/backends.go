@@ -15,6 +15,7 @@ import (
 	"github.com/unicorn-rentals/unicorn/internal/cache/memcached"
 	"github.com/unicorn-rentals/unicorn/internal/cache/mysql"
 	"github.com/unicorn-rentals/unicorn/internal/cache/redis"
+	"github.com/unicorn-rentals/unicorn/internal/cli"
 	"github.com/unicorn-rentals/unicorn/internal/config"
 )
 
@@ -175,10 +176,10 @@ func initMySQL(ctx context.Context, b backend) error {
 // purge is `calcserver purge`: it deletes the entries whose key (or its base64
 // decoding) contains -match from every backend that can enumerate its keys.
 func purge(args []string, e env) int {
-	fs := newFlagSet("calcserver purge", e.stderr, "Usage: calcserver purge [-config PATH|s3://bucket/key] -match TEXT\n\nDeletes cached entries whose key, or its base64-decoded text, contains TEXT.\n\nFlags:\n")
+	fs := cli.NewFlagSet("calcserver purge", "Usage: calcserver purge [-config PATH|s3://bucket/key] -match TEXT\n\nDeletes cached entries whose key, or its base64-decoded text, contains TEXT.\n\nFlags:\n", e.stderr)
 	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG)")
 	match := fs.String("match", "", "text to match in keys (required)")
-	if code, ok := parseFlags(fs, args, e); !ok {
+	if code, ok := cli.Parse(fs, args); !ok {
 		return code
 	}
 	if *match == "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/cli"
 	"github.com/unicorn-rentals/unicorn/internal/config"
 	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
@@ -35,7 +35,7 @@ var version = "dev"
 const (
 	exitOK      = 0
 	exitRuntime = 1
-	exitUsage   = 2
+	exitUsage   = cli.ExitUsage
 )
 
 // env is everything run takes from the operating system.
@@ -55,45 +55,18 @@ Answers GET /calc?input=<key> after a simulated job on a simulated CPU core.
 Flags:
 `
 
-func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args into fs and refuses positional arguments. When it returns
-// ok false, the command exits with code.
-func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(e.stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return exitUsage, false
-	}
-	return 0, true
-}
-
 // run is calcserver's testable main; it returns the process exit code.
 func run(args []string, e env) int {
 	if len(args) > 0 && args[0] == "purge" {
 		return purge(args[1:], e)
 	}
-	fs := newFlagSet("calcserver", e.stderr, usageText)
+	fs := cli.NewFlagSet("calcserver", usageText, e.stderr)
 	configPath := fs.String("config", "", "server.ini path or s3://bucket/key (default: $CALC_CONFIG, else built-in defaults)")
 	port := fs.String("port", "", "listen port 0..65535, overrides Port (default: Port from the config, else 80)")
 	memcache := fs.String("memcache-server", "", "memcached host:port, overrides MemcacheServers")
 	check := fs.Bool("check", false, "validate the configuration, print it with secrets masked, exit 0 if valid or 1")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if code, ok := parseFlags(fs, args, e); !ok {
+	if code, ok := cli.Parse(fs, args); !ok {
 		return code
 	}
 	if *showVersion {

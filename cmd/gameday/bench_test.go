@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"flag"
 	"io"
@@ -92,7 +91,9 @@ func TestBench(t *testing.T) {
 	}
 
 	for _, c := range []string{bench.ChartCorrectPerSec, bench.ChartScore, bench.ChartAnswers} {
-		checkSVG(t, filepath.Join(out, c+".svg"))
+		if err := bench.CheckChart(filepath.Join(out, c+".svg")); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
@@ -112,32 +113,6 @@ func tableRows(t *testing.T, md string) []string {
 		rows = append(rows, l)
 	}
 	return rows
-}
-
-// checkSVG parses path as XML with an <svg> root element.
-func checkSVG(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := xml.NewDecoder(bytes.NewReader(b))
-	root := ""
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: not XML: %v", path, err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && root == "" {
-			root = se.Name.Local
-		}
-	}
-	if root != "svg" {
-		t.Errorf("%s: root element %q, want svg", path, root)
-	}
 }
 
 // TestBenchUsage rejects bad command lines with exit 2 and a message naming the

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/cli"
 	"github.com/unicorn-rentals/unicorn/internal/gameday"
 )
 
@@ -23,7 +24,7 @@ Flags:
 // runCheck is `gameday check`.
 func runCheck(args []string, e env) int {
 	const cmd = "gameday check"
-	fs := newFlagSet(cmd, checkUsage, e.stderr)
+	fs := cli.NewFlagSet(cmd, checkUsage, e.stderr)
 	target := fs.String("target", "", "base `URL` of the calcserver or load balancer")
 	count := fs.Int("count", gameday.DefaultCheckCount, "requests to send")
 	interval := fs.Duration("interval", gameday.DefaultCheckInterval, "time between two sends")
@@ -31,31 +32,22 @@ func runCheck(args []string, e env) int {
 	format := fs.String("format", "token", "the servers' ResponseFormat: token or hash")
 	version := fs.Int("calc-version", 1, "the servers' CalcVersion")
 	seed := fs.Int64("seed", 0, "key-choice seed; 0: random")
-	if code, ok := parse(fs, args, e.stderr); !ok {
+	if code, ok := cli.Parse(fs, args); !ok {
 		return code
 	}
 	f, err := calc.ParseFormat(*format)
-	switch {
-	case err != nil:
+	if err != nil {
 		return usageError(e.stderr, cmd, fmt.Errorf("-format %q: must be token or hash", *format))
-	case *count <= 0:
-		return usageError(e.stderr, cmd, fmt.Errorf("-count %d: must be ≥ 1", *count))
-	case *interval <= 0:
-		return usageError(e.stderr, cmd, fmt.Errorf("-interval %s: must be > 0", *interval))
-	case *timeout <= 0:
-		return usageError(e.stderr, cmd, fmt.Errorf("-timeout %s: must be > 0", *timeout))
-	case *version <= 0 || *version > calc.MaxVersion:
-		return usageError(e.stderr, cmd, fmt.Errorf("-calc-version %d: must be 1..%d", *version, calc.MaxVersion))
 	}
-	if ts, err := gameday.ParseTargets([]string{*target}); err != nil {
+	if err := refuseZero(map[string]bool{"count": *count == 0, "interval": *interval == 0, "timeout": *timeout == 0, "calc-version": *version == 0}); err != nil {
 		return usageError(e.stderr, cmd, err)
-	} else if len(ts) != 1 {
-		return usageError(e.stderr, cmd, fmt.Errorf("-target %s: check takes one base URL", *target))
 	}
-
 	o := gameday.CheckOptions{
 		Target: *target, Count: *count, Interval: *interval, Timeout: *timeout,
 		Format: f, CalcVersion: *version, Seed: *seed,
+	}
+	if err := o.Validate(); err != nil {
+		return usageError(e.stderr, cmd, err)
 	}
 	fmt.Fprintf(e.stdout, "gameday check: %d requests to %s, one every %s, timeout %s\n", *count, *target, *interval, *timeout)
 	begin := time.Now()

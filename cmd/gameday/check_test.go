@@ -77,10 +77,10 @@ func TestCheckFlagErrors(t *testing.T) {
 	}{
 		{nil, "-target: at least one base URL is required"},
 		{[]string{"-target", "http://a,http://b"}, "-target http://a,http://b: check takes one base URL"},
-		{[]string{"-target", "http://x", "-count", "0"}, "-count 0: must be ≥ 1"},
+		{[]string{"-target", "http://x", "-count", "0"}, "-count 0: must be > 0"},
 		{[]string{"-target", "http://x", "-interval", "-1s"}, "-interval -1s: must be > 0"},
-		{[]string{"-target", "http://x", "-interval", "0s"}, "-interval 0s: must be > 0"},
-		{[]string{"-target", "http://x", "-timeout", "0s"}, "-timeout 0s: must be > 0"},
+		{[]string{"-target", "http://x", "-interval", "0s"}, "-interval 0: must be > 0"},
+		{[]string{"-target", "http://x", "-timeout", "0s"}, "-timeout 0: must be > 0"},
 		{[]string{"-target", "http://x", "-format", "json"}, `-format "json": must be token or hash`},
 		{[]string{"-target", "http://x", "-calc-version", "-2"}, "-calc-version -2: must be 1.."},
 		{[]string{"-target", "http://x", "more"}, `unexpected argument "more"`},

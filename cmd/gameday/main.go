@@ -13,13 +13,15 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/unicorn-rentals/unicorn/internal/cli"
 )
 
 // Exit codes.
 const (
 	exitOK          = 0
 	exitRuntime     = 1
-	exitUsage       = 2
+	exitUsage       = cli.ExitUsage
 	exitInterrupted = 130 // as a shell reports SIGINT
 )
 

@@ -4,17 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/cli"
 	"github.com/unicorn-rentals/unicorn/internal/gameday"
 	"github.com/unicorn-rentals/unicorn/internal/gameday/board"
 )
@@ -39,32 +41,16 @@ func (t *targetList) Set(v string) error {
 	return nil
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting, with usage
-// text before the flags.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses args into fs and refuses positional arguments; ok false means exit
-// with code.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
+// refuseZero names the first flag, in name order, that was given as 0: zero means "the
+// default" to the library, but on the command line, where every flag shows its default,
+// it is a value, and one these flags cannot take.
+func refuseZero(zero map[string]bool) error {
+	for _, name := range slices.Sorted(maps.Keys(zero)) {
+		if zero[name] {
+			return fmt.Errorf("-%s 0: must be > 0", name)
 		}
-		return exitUsage, false
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return exitUsage, false
-	}
-	return 0, true
+	return nil
 }
 
 // usageError prints a flag problem the way flag does and returns exitUsage.
@@ -77,7 +63,7 @@ func usageError(stderr io.Writer, cmd string, err error) int {
 // runLoad is `gameday run`.
 func runLoad(args []string, e env) int {
 	const cmd = "gameday run"
-	fs := newFlagSet(cmd, runUsage, e.stderr)
+	fs := cli.NewFlagSet(cmd, runUsage, e.stderr)
 	var targets targetList
 	fs.Var(&targets, "target", "base `URL` of a calcserver or load balancer (repeat, or separate with commas, for a round-robin fleet)")
 	rate := fs.Float64("rate", 10, "arrivals per second")
@@ -105,7 +91,7 @@ func runLoad(args []string, e env) int {
 	reportEvery := fs.Duration("report-interval", 5*time.Second, "status line period when stdout is not a terminal (0: none)")
 	jsonPath := fs.String("json", "", "write the summary as JSON to this `file`")
 	boardAddr := fs.String("board", "", "serve the live scoreboard on this `address` (e.g. :8081 or 127.0.0.1:8081)")
-	if code, ok := parse(fs, args, e.stderr); !ok {
+	if code, ok := cli.Parse(fs, args); !ok {
 		return code
 	}
 
@@ -115,9 +101,6 @@ func runLoad(args []string, e env) int {
 	}
 	if *reportEvery < 0 {
 		return usageError(e.stderr, cmd, fmt.Errorf("-report-interval %s: must be ≥ 0", *reportEvery))
-	}
-	if *version <= 0 {
-		return usageError(e.stderr, cmd, fmt.Errorf("-calc-version %d: must be 1..%d", *version, calc.MaxVersion))
 	}
 	for *seed == 0 {
 		*seed = rand.Int64()
@@ -148,14 +131,9 @@ func runLoad(args []string, e env) int {
 			TrendWindow:     *trendWindow,
 		},
 	}
-	// Zero means "the default" to the library; on the command line it is a value.
-	for _, z := range []struct {
-		name string
-		zero bool
-	}{{"timeout", *timeout == 0}, {"max-inflight", *maxInflight == 0}, {"keys", *keys == 0}, {"trend-window", *trendWindow == 0}} {
-		if z.zero {
-			return usageError(e.stderr, cmd, fmt.Errorf("-%s 0: must be > 0", z.name))
-		}
+	if err := refuseZero(map[string]bool{"timeout": *timeout == 0, "max-inflight": *maxInflight == 0,
+		"keys": *keys == 0, "trend-window": *trendWindow == 0, "calc-version": *version == 0}); err != nil {
+		return usageError(e.stderr, cmd, err)
 	}
 	if err := o.Validate(); err != nil {
 		return usageError(e.stderr, cmd, err)

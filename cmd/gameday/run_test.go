@@ -154,7 +154,7 @@ func TestRunFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-target", "http://x", "-skew", "1"}, "-skew 1: must be > 1"},
 		{[]string{"-target", "http://x", "-unique", "1.5"}, "-unique 1.5: must be a fraction 0..1"},
 		{[]string{"-target", "http://x", "-format", "xml"}, `-format "xml": must be token or hash`},
-		{[]string{"-target", "http://x", "-calc-version", "0"}, "-calc-version 0: must be 1.."},
+		{[]string{"-target", "http://x", "-calc-version", "0"}, "-calc-version 0: must be > 0"},
 		{[]string{"-target", "http://x", "-timeout", "0s"}, "-timeout 0: must be > 0"},
 		{[]string{"-target", "http://x", "-instances", "-1"}, "-instances -1: must be ≥ 0"},
 		{[]string{"-target", "http://x", "-trend-window", "10ms"}, "-trend-window 10ms: must be at least 1s"},

@@ -60,20 +60,23 @@ func (r CheckResult) String() string {
 	return line
 }
 
-// Check replays the contest checker against o.Target: one GET /calc every o.Interval
-// whether or not the previous ones have answered (the checker does not wait either),
-// o.Count of them, keys base64("ICanHazUnicorn4-ws-ec2?-N") with N drawn from 1..10000,
-// each answer verified exactly (the checker itself only matches ^ey[0-9A-Za-z]{230,280}$,
-// so a server that passes here passes there). each is called from one goroutine at a
-// time as each request ends. It returns how many were CORRECT.
-func Check(ctx context.Context, o CheckOptions, each func(CheckResult)) (int, error) {
+// Validate reports the first option Check would refuse, as an *OptionError naming the
+// flag.
+func (o CheckOptions) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
+// withDefaults fills in the zero fields and checks the rest; Target comes back parsed.
+func (o CheckOptions) withDefaults() (CheckOptions, error) {
 	targets, err := ParseTargets([]string{o.Target})
 	if err != nil {
-		return 0, err
+		return o, err
 	}
 	if len(targets) != 1 {
-		return 0, &OptionError{Name: "target", Value: o.Target, Reason: "check takes one base URL"}
+		return o, &OptionError{Name: "target", Value: o.Target, Reason: "check takes one base URL"}
 	}
+	o.Target = targets[0]
 	if o.Count == 0 {
 		o.Count = DefaultCheckCount
 	}
@@ -88,13 +91,27 @@ func Check(ctx context.Context, o CheckOptions, each func(CheckResult)) (int, er
 	}
 	switch {
 	case o.Count < 0:
-		return 0, &OptionError{Name: "count", Value: strconv.Itoa(o.Count), Reason: "must be ≥ 1"}
+		return o, &OptionError{Name: "count", Value: strconv.Itoa(o.Count), Reason: "must be ≥ 1"}
 	case o.Interval < 0:
-		return 0, &OptionError{Name: "interval", Value: o.Interval.String(), Reason: "must be ≥ 0"}
+		return o, &OptionError{Name: "interval", Value: o.Interval.String(), Reason: "must be > 0"}
 	case o.Timeout < 0:
-		return 0, &OptionError{Name: "timeout", Value: o.Timeout.String(), Reason: "must be > 0"}
+		return o, &OptionError{Name: "timeout", Value: o.Timeout.String(), Reason: "must be > 0"}
 	case o.CalcVersion < 0 || o.CalcVersion > calc.MaxVersion:
-		return 0, &OptionError{Name: "calc-version", Value: strconv.Itoa(o.CalcVersion), Reason: fmt.Sprintf("must be 1..%d", calc.MaxVersion)}
+		return o, &OptionError{Name: "calc-version", Value: strconv.Itoa(o.CalcVersion), Reason: fmt.Sprintf("must be 1..%d", calc.MaxVersion)}
+	}
+	return o, nil
+}
+
+// Check replays the contest checker against o.Target: one GET /calc every o.Interval
+// whether or not the previous ones have answered (the checker does not wait either),
+// o.Count of them, keys base64("ICanHazUnicorn4-ws-ec2?-N") with N drawn from 1..10000,
+// each answer verified exactly (the checker itself only matches ^ey[0-9A-Za-z]{230,280}$,
+// so a server that passes here passes there). each is called from one goroutine at a
+// time as each request ends. It returns how many were CORRECT.
+func Check(ctx context.Context, o CheckOptions, each func(CheckResult)) (int, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return 0, err
 	}
 	seed := o.Seed
 	for seed == 0 {
@@ -128,7 +145,7 @@ func Check(ctx context.Context, o CheckOptions, each func(CheckResult)) (int, er
 		key := NewKey(rng.Int64N(checkerMaxKey) + 1)
 		path := "/calc?input=" + key.Query
 		wg.Go(func() {
-			r := checkOne(ctx, tr, o, targets[0]+path, key)
+			r := checkOne(ctx, tr, o, o.Target+path, key)
 			r.N, r.Path = i+1, path
 			mu.Lock()
 			defer mu.Unlock()

@@ -270,12 +270,15 @@ func (r *recorder) snapshotLocked(elapsed time.Duration) Snapshot {
 		Timeouts:   r.timeouts,
 		Dropped:    r.dropped,
 		Inflight:   r.inflight(),
-		Score:      r.points - r.cost*r.sc.PointsPerDollar,
+		Score:      r.scoreLocked(),
 		Trend:      r.trendLocked(),
 		RunLatency: latency(r.all, r.allMax),
 		Cost:       r.cost,
 	}
 }
+
+// scoreLocked is the points earned less the cost in points.
+func (r *recorder) scoreLocked() float64 { return r.points - r.cost*r.sc.PointsPerDollar }
 
 // trendLocked is the points per minute of the closed seconds within the trend window.
 func (r *recorder) trendLocked() float64 {
@@ -304,7 +307,7 @@ func (r *recorder) summary(seed int64, elapsed time.Duration, maxConns int64) Su
 		Timeouts:   r.timeouts,
 		Canceled:   r.canceled,
 		Dropped:    r.dropped,
-		Score:      r.points - r.cost*r.sc.PointsPerDollar,
+		Score:      r.scoreLocked(),
 		Points:     r.points,
 		Trend:      r.trendLocked(),
 		Cost:       r.cost,

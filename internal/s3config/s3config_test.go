@@ -53,9 +53,9 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-// awsEnv points the SDK at the fake and clears every variable of the host that could
+// awsEnv points the SDK at the fake, with extra on top, and clears every variable of the host that could
 // make it look elsewhere for credentials, a region or an endpoint.
-func awsEnv(t *testing.T, f *svctest.S3Fake) {
+func awsEnv(t *testing.T, f *svctest.S3Fake, extra map[string]string) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
@@ -65,6 +65,9 @@ func awsEnv(t *testing.T, f *svctest.S3Fake) {
 	t.Setenv("HOME", t.TempDir())
 	for _, kv := range f.Env() {
 		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	for k, v := range extra {
 		t.Setenv(k, v)
 	}
 }
@@ -112,10 +115,7 @@ func TestFetch(t *testing.T) {
 	}
 	for _, tc := range ok {
 		t.Run(tc.name, func(t *testing.T) {
-			awsEnv(t, f)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
+			awsEnv(t, f, tc.env)
 			got, err := fetch(t, tc.url)
 			if err != nil || string(got) != tc.want {
 				t.Fatalf("Fetch = %q, %v; want %q", got, err, tc.want)
@@ -152,10 +152,7 @@ func TestFetch(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			awsEnv(t, f)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
+			awsEnv(t, f, tc.env)
 			_, err := fetch(t, tc.url)
 			if err == nil {
 				t.Fatal("Fetch succeeded")

@@ -473,15 +473,7 @@ func hitHandler(log *slog.Logger) (http.Handler, *http.Request, *discardWriter) 
 }
 
 func benchHit(b *testing.B, log *slog.Logger) {
-	s := New(Options{
-		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
-		Cache:  cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
-		Logger: log,
-	})
-	h := s.Handler()
-	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	w := &discardWriter{h: http.Header{}}
+	h, req, w := hitHandler(log)
 	b.ReportAllocs()
 	for b.Loop() {
 		clear(w.h)

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
-	"image/png"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -151,48 +148,11 @@ func checkOutput(t *testing.T, dir, format string, strategies []string) []Result
 	}
 
 	for _, c := range []string{ChartCorrectPerSec, ChartScore, ChartAnswers} {
-		checkChart(t, filepath.Join(dir, c+"."+format))
+		if err := CheckChart(filepath.Join(dir, c+"."+format)); err != nil {
+			t.Error(err)
+		}
 	}
 	return results
-}
-
-// checkChart parses an SVG as XML with an <svg> root, or decodes a PNG.
-func checkChart(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch filepath.Ext(path) {
-	case ".svg":
-		d := xml.NewDecoder(bytes.NewReader(b))
-		root := ""
-		for {
-			tok, err := d.Token()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: not XML: %v", path, err)
-			}
-			if se, ok := tok.(xml.StartElement); ok && root == "" {
-				root = se.Name.Local
-			}
-		}
-		if root != "svg" {
-			t.Errorf("%s: root element %q, want svg", path, root)
-		}
-	case ".png":
-		img, err := png.Decode(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if r := img.Bounds(); r.Dx() < 100 || r.Dy() < 100 {
-			t.Errorf("%s: %v", path, r)
-		}
-	default:
-		t.Fatalf("%s: not a chart", path)
-	}
 }
 
 // calcserverBinary builds ./cmd/calcserver once for the package's tests.

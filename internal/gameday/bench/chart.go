@@ -1,8 +1,13 @@
 package bench
 
 import (
+	"bytes"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"image/color"
+	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -237,4 +242,45 @@ func correctSeries(r Result) plotter.XYs {
 		prevT, prevN = t, s.Correct
 	}
 	return xys
+}
+
+// CheckChart reports what is wrong with a chart file that Write produced, or nil: an
+// SVG must be XML whose root element is <svg>, a PNG must decode to at least 100×100.
+// Tests of this package and of the gameday command read the charts with it.
+func CheckChart(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	switch filepath.Ext(path) {
+	case ".svg":
+		d := xml.NewDecoder(bytes.NewReader(b))
+		root := ""
+		for {
+			tok, err := d.Token()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%s: not XML: %w", path, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok && root == "" {
+				root = se.Name.Local
+			}
+		}
+		if root != "svg" {
+			return fmt.Errorf("%s: root element %q, want svg", path, root)
+		}
+	case ".png":
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if r := img.Bounds(); r.Dx() < 100 || r.Dy() < 100 {
+			return fmt.Errorf("%s: %v, want at least 100×100", path, r)
+		}
+	default:
+		return fmt.Errorf("%s: not a chart", path)
+	}
+	return nil
 }
