@@ -229,6 +229,11 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
 		return exitRuntime
 	}
+	access, err := logging.NewAccess(logOut, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
+		return exitRuntime
+	}
 	mode, err := queue.ParseMode(cfg.WorkMode)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "calcserver: WorkMode: %v\n", err)
@@ -282,6 +287,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		Host:        e.host,
 		Version:     version,
 		Logger:      log,
+		AccessLog:   access,
 	}
 	o.LogWriteFailed, o.LogDropped = lost, logOut.Dropped
 	srv := server.New(o)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/logging"
 )
@@ -76,6 +78,7 @@ type op struct {
 type tier struct {
 	Tier
 	queues []chan op
+	reads  singleflight.Group // lookups in flight, by key
 
 	failures atomic.Int32 // consecutive failures while the breaker is closed
 	// up is false while the breaker is open and the tier bypassed. It is read
@@ -168,7 +171,26 @@ func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, erro
 		t.m.bypass.Inc()
 		return calc.Result{}, ErrMiss
 	}
-	parent := ctx
+	// Concurrent lookups of one key share one round trip: a hot key under load
+	// costs the backend one read at a time, not one per request. The read runs
+	// detached from the first caller's cancellation (it is bounded by Timeout), so
+	// a client that goes away fails no one else's lookup.
+	leader := false
+	v, err, _ := t.reads.Do(key, func() (any, error) {
+		leader = true // Do runs the read on the first caller's goroutine
+		r, err := c.fetch(context.WithoutCancel(ctx), t, key)
+		return r, err
+	})
+	if !leader {
+		t.m.joined.Inc()
+	}
+	r, _ := v.(calc.Result)
+	return r, err
+}
+
+// fetch is one read of key from the shared tier t, with its deadline, metrics and
+// breaker bookkeeping.
+func (c *Chain) fetch(ctx context.Context, t *tier, key string) (calc.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	start := time.Now()
 	r, err := t.Cache.Get(ctx, key)
@@ -186,8 +208,6 @@ func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, erro
 		c.succeeded(t)
 		c.log.Warn("cache: corrupt value deleted", "backend", t.Name, "key", logging.EscapeKey(key), "err", err)
 		c.enqueue(t, op{key: key, delete: true})
-	case parent.Err() != nil:
-		// The client went away: that says nothing about the backend.
 	default:
 		t.m.errors.Inc()
 		c.failed(t, err)

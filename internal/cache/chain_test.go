@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ type fake struct {
 	data    map[string][]byte
 	down    bool
 	delay   time.Duration
+	gate    chan struct{} // if set, a Get waits for it to close
 	gets    atomic.Int64
 	pings   atomic.Int64
 	deletes atomic.Int64
@@ -54,6 +56,13 @@ func (f *fake) wait(ctx context.Context) error {
 
 func (f *fake) Get(ctx context.Context, key string) (calc.Result, error) {
 	f.gets.Add(1)
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return calc.Result{}, ctx.Err()
+		}
+	}
 	if err := f.wait(ctx); err != nil {
 		return calc.Result{}, err
 	}
@@ -307,6 +316,97 @@ func TestAClientThatLeavesDoesNotCountAgainstTheBackend(t *testing.T) {
 	}
 	if h := c.Health(); !h[0].Healthy {
 		t.Fatalf("clients that hung up marked a healthy backend down: %+v", h)
+	}
+}
+
+// TestConcurrentLookupsOfAKeyShareOneRead: 50 lookups of one key while the first is
+// in flight cost the backend one read, and all 50 get its answer.
+func TestConcurrentLookupsOfAKeyShareOneRead(t *testing.T) {
+	shared := newFake()
+	want := calc.Sum(1, []byte("k"))
+	c := NewChain(Options{Timeout: 5 * time.Second}, Tier{Name: "redis", Cache: shared})
+	closeChain(t, c)
+	c.Set("k", want)
+	eventually(t, "the write reaches the backend", func() bool { return shared.raw("k") != nil })
+	shared.gate = make(chan struct{})
+	reg := prometheus.NewRegistry()
+	c2 := NewChain(Options{Timeout: 5 * time.Second, Registerer: reg}, Tier{Name: "redis", Cache: shared})
+	closeChain(t, c2)
+
+	const n = 50
+	results := make(chan error, n)
+	for range n {
+		go func() {
+			r, tierName, err := c2.Get(context.Background(), "k")
+			if err == nil && (r != want || tierName != "redis") {
+				err = fmt.Errorf("got %x from %q", r, tierName)
+			}
+			results <- err
+		}()
+	}
+	eventually(t, "49 lookups join the first", func() bool { return joinedLookups() == n-1 })
+	close(shared.gate)
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := shared.gets.Load(); g != 1 {
+		t.Fatalf("%d concurrent lookups of one key made %d backend reads, want 1", n, g)
+	}
+	if h := testutil.ToFloat64(c2.tiers[0].m.hit); h != 1 {
+		t.Fatalf("hit counter %v, want 1 (the shared read)", h)
+	}
+	if j := testutil.ToFloat64(c2.tiers[0].m.joined); j != n-1 {
+		t.Fatalf("joined counter %v, want %d", j, n-1)
+	}
+}
+
+// joinedLookups counts the goroutines waiting for another lookup's read: those
+// blocked in singleflight's wait for the call in flight.
+func joinedLookups() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "singleflight.(*Group).Do(") && strings.Contains(g, "sync.(*WaitGroup).Wait(") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestALeavingClientDoesNotFailTheLookupsThatJoinedIt: the first caller's context
+// ends while others wait on its read; they still get the answer.
+func TestALeavingClientDoesNotFailTheLookupsThatJoinedIt(t *testing.T) {
+	shared := newFake()
+	want := calc.Sum(1, []byte("k"))
+	shared.put("k", EncodeValue(1, "k", want))
+	shared.gate = make(chan struct{})
+	c := NewChain(Options{Timeout: 5 * time.Second}, Tier{Name: "redis", Cache: shared})
+	closeChain(t, c)
+
+	first, leave := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() { _, _, err := c.Get(first, "k"); firstDone <- err }()
+	eventually(t, "the first lookup reaches the backend", func() bool { return shared.gets.Load() == 1 })
+	second := make(chan error, 1)
+	go func() {
+		r, _, err := c.Get(context.Background(), "k")
+		if err == nil && r != want {
+			err = fmt.Errorf("got %x", r)
+		}
+		second <- err
+	}()
+	eventually(t, "the second lookup joins", func() bool { return joinedLookups() == 1 })
+	leave()
+	close(shared.gate)
+	if err := <-second; err != nil {
+		t.Fatalf("the joined lookup failed when the first client left: %v", err)
+	}
+	<-firstDone
+	if shared.gets.Load() != 1 {
+		t.Fatalf("%d backend reads, want 1", shared.gets.Load())
 	}
 }
 

@@ -16,15 +16,15 @@ type chainMetrics struct {
 // tierMetrics are one tier's series, resolved once so the hot path does not hash
 // label values.
 type tierMetrics struct {
-	hit, miss, corrupt, errors, bypass, dropped prometheus.Counter
-	getTime, setTime                            prometheus.Observer
+	hit, miss, corrupt, errors, bypass, dropped, joined prometheus.Counter
+	getTime, setTime                                    prometheus.Observer
 }
 
 func newChainMetrics(reg prometheus.Registerer) *chainMetrics {
 	m := &chainMetrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calcserver_cache_operations_total",
-			Help: "Cache operations by backend and result: hit, miss, corrupt (value failed verification and was deleted), error, bypass (backend down, skipped), dropped (write queue full).",
+			Help: "Cache operations by backend and result: hit, miss, corrupt (value failed verification and was deleted), error, bypass (backend down, skipped), dropped (write queue full), joined (a lookup that shared the round trip of a concurrent lookup of the same key; the shared read counts once as hit, miss, corrupt or error).",
 		}, []string{"backend", "result"}),
 		time: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "calcserver_cache_operation_duration_seconds",
@@ -55,7 +55,7 @@ func (m *chainMetrics) forTier(name string, up *atomic.Bool) tierMetrics {
 	c := func(result string) prometheus.Counter { return m.ops.WithLabelValues(name, result) }
 	return tierMetrics{
 		hit: c("hit"), miss: c("miss"), corrupt: c("corrupt"), errors: c("error"),
-		bypass: c("bypass"), dropped: c("dropped"),
+		bypass: c("bypass"), dropped: c("dropped"), joined: c("joined"),
 		getTime: m.time.WithLabelValues(name, "get"),
 		setTime: m.time.WithLabelValues(name, "set"),
 	}

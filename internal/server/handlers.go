@@ -1,19 +1,16 @@
 package server
 
 import (
-	"strings"
-
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"net/http"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
 )
 
@@ -23,9 +20,6 @@ const (
 	miss   = "MISS"
 	shared = "SHARED"
 )
-
-// bodyPool holds answer buffers so the hit path does not allocate one per request.
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, calc.TokenSize); return &b }}
 
 func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	rec := recordOf(w)
@@ -93,10 +87,9 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.cache = result
 	s.served.Add(1)
-	s.m.calcs.WithLabelValues(result).Inc()
+	s.m.answers[result].Inc()
 
-	var tag [2 + 2*calc.Size]byte
-	etag := string(append(hex.AppendEncode(append(tag[:0], '"'), res[:]), '"'))
+	an := s.answers.get(key, &res)
 	// The constant header values are built once in New: assigning the map directly
 	// skips canonicalisation and a slice per header on the hot path.
 	h := w.Header()
@@ -104,17 +97,12 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	h["X-Cache"] = s.hdr.cache[result]
 	h["X-Served-By"] = s.hdr.servedBy
 	h["Cache-Control"] = s.hdr.cacheControl
-	h["Etag"] = []string{etag}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
+	h["Etag"] = an.etag
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, an.etag[0]) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	bp := bodyPool.Get().(*[]byte)
-	body := calc.AppendBody((*bp)[:0], s.o.Format, s.o.CalcVersion, []byte(key), &res)
-	h["Content-Length"] = s.hdr.contentLength
-	_, _ = w.Write(body) // net/http drops the body of a HEAD answer
-	*bp = body
-	bodyPool.Put(bp)
+	_, _ = w.Write(an.body) // net/http drops the body of a HEAD answer
 }
 
 // statusClientClosed is nginx's status for a request whose client went away.

@@ -9,9 +9,10 @@ import (
 // metrics are the server's Prometheus series, registered on a registry of its own.
 type metrics struct {
 	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec // by handler, code and cache result
-	calcs      *prometheus.CounterVec // /calc answers by cache result
-	rejections *prometheus.CounterVec // 503s by reason
+	requests   *prometheus.CounterVec        // by handler, code and cache result
+	calcs      *prometheus.CounterVec        // /calc answers by cache result
+	answers    map[string]prometheus.Counter // calcs' counters by result, looked up once
+	rejections *prometheus.CounterVec        // 503s by reason
 	joins      prometheus.Counter
 	jobs       prometheus.Histogram
 	queueWait  prometheus.Histogram
@@ -53,6 +54,10 @@ func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped fu
 			Name: "calcserver_http_refused_total",
 			Help: "Requests answered by the HTTP layer before any handler (malformed, headers too large).",
 		}),
+	}
+	m.answers = map[string]prometheus.Counter{}
+	for _, c := range []string{hit, miss, shared} {
+		m.answers[c] = m.calcs.WithLabelValues(c)
 	}
 	gauge := func(name, help string, f func(queue.Stats) int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},

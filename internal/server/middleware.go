@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
-	"github.com/unicorn-rentals/unicorn/internal/logging"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 )
 
 // record is what a handler tells the access log about its request.
@@ -56,31 +59,51 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // observe wraps a handler with the access log line and the request metrics.
 func (s *Server) observe(next http.Handler, name string) http.Handler {
+	// The usual outcomes' counters are looked up once: WithLabelValues hashes its
+	// labels and takes a lock on every call.
+	ok := map[string]prometheus.Counter{}
+	for _, c := range []string{"", hit, miss, shared} {
+		ok[c] = s.m.requests.WithLabelValues(name, "200", c)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cs, ok := r.Context().Value(connKey{}).(*connState); ok {
 			cs.handled.Store(true)
 		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := writers.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w}
+		defer writers.Put(sw)
 		next.ServeHTTP(sw, r)
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
 		rec := &sw.rec
-		s.m.requests.WithLabelValues(name, statusText(sw.code), rec.cache).Inc()
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("client", r.RemoteAddr),
-			slog.String("method", logging.EscapeKey(r.Method)),
-			slog.String("path", logging.EscapeURI(r.RequestURI)),
-			slog.String("key", logging.EscapeKey(rec.key)),
-			slog.Int("status", sw.code),
-			slog.Int("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("cache", rec.cache),
-			slog.Duration("queue_wait", rec.wait),
-		)
+		if c, found := ok[rec.cache]; found && sw.code == http.StatusOK {
+			c.Inc()
+		} else {
+			s.m.requests.WithLabelValues(name, statusText(sw.code), rec.cache).Inc()
+		}
+		if s.access == nil {
+			return
+		}
+		end := time.Now()
+		s.access.Log(&logging.AccessRecord{
+			Time:      end,
+			Client:    r.RemoteAddr,
+			Method:    r.Method,
+			Path:      r.RequestURI,
+			Key:       rec.key,
+			Status:    sw.code,
+			Bytes:     sw.bytes,
+			Duration:  end.Sub(start),
+			Cache:     rec.cache,
+			QueueWait: rec.wait,
+		})
 	})
 }
+
+// writers holds statusWriters between requests.
+var writers = sync.Pool{New: func() any { return new(statusWriter) }}
 
 // statusText returns code as a label without allocating for the usual codes.
 func statusText(code int) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/logging"
 	"github.com/unicorn-rentals/unicorn/internal/queue"
 )
 
@@ -27,16 +28,17 @@ const Homepage = "TODO: Create a nice looking homepage."
 // Options configure a Server. The zero value of every field but Cache works.
 type Options struct {
 	Queue          queue.Options
-	Cache          *cache.Chain  // nil: no cache at all
-	CalcVersion    int           // 0 means 1
-	Format         calc.Format   // response body encoding
-	CacheTTL       time.Duration // sets Cache-Control max-age; 0 = 86400 s
-	DenyPattern    []string      // keys containing one of these are refused with 403
-	Host           string        // X-Served-By
-	Version        string        // build version shown by /healthcheck
-	Logger         *slog.Logger  // nil: discard
-	LogWriteFailed func() int64  // log lines lost to failed writes, for /metrics; nil: none
-	LogDropped     func() int64  // log lines dropped by a full log buffer, for /metrics; nil: none
+	Cache          *cache.Chain    // nil: no cache at all
+	CalcVersion    int             // 0 means 1
+	Format         calc.Format     // response body encoding
+	CacheTTL       time.Duration   // sets Cache-Control max-age; 0 = 86400 s
+	DenyPattern    []string        // keys containing one of these are refused with 403
+	Host           string          // X-Served-By
+	Version        string          // build version shown by /healthcheck
+	Logger         *slog.Logger    // nil: discard
+	AccessLog      *logging.Access // one line per request; nil: none
+	LogWriteFailed func() int64    // log lines lost to failed writes, for /metrics; nil: none
+	LogDropped     func() int64    // log lines dropped by a full log buffer, for /metrics; nil: none
 	// Registry receives the server's metrics and is served on /metrics; pass the one
 	// the cache chain registers on. Nil: a registry of the server's own.
 	Registry *prometheus.Registry
@@ -46,12 +48,14 @@ type Options struct {
 type Server struct {
 	o       Options
 	log     *slog.Logger
+	access  *logging.Access
 	q       *queue.Queue
 	cache   *cache.Chain
 	m       *metrics
 	started time.Time
 	retry   string
 	hdr     headers
+	answers *answers
 	handler http.Handler
 
 	draining atomic.Bool // /healthcheck answers 503 once set
@@ -66,8 +70,8 @@ type Server struct {
 
 // headers are the values of a /calc answer that do not change between requests.
 type headers struct {
-	contentType, servedBy, cacheControl, contentLength []string
-	cache                                              map[string][]string
+	contentType, servedBy, cacheControl []string
+	cache                               map[string][]string
 }
 
 // New returns a server; it does not listen until Open.
@@ -84,7 +88,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, log: o.Logger, cache: o.Cache, started: time.Now()}
+	s := &Server{o: o, log: o.Logger, access: o.AccessLog, cache: o.Cache, started: time.Now()}
 	counter := func(f func() int64) func() float64 {
 		return func() float64 {
 			if f == nil {
@@ -104,16 +108,12 @@ func New(o Options) *Server {
 	if o.CacheTTL > 0 {
 		maxAge = int64((o.CacheTTL + time.Second - 1) / time.Second)
 	}
-	bodyLen := calc.TokenSize
-	if o.Format == calc.Hash {
-		bodyLen = calc.HashSize
-	}
+	s.answers = newAnswers(o.Format, o.CalcVersion)
 	s.hdr = headers{
-		contentType:   []string{"text/plain; charset=utf-8"},
-		servedBy:      []string{o.Host},
-		cacheControl:  []string{"public, max-age=" + strconv.FormatInt(maxAge, 10)},
-		contentLength: []string{strconv.Itoa(bodyLen)},
-		cache:         map[string][]string{hit: {hit}, miss: {miss}, shared: {shared}},
+		contentType:  []string{"text/plain; charset=utf-8"},
+		servedBy:     []string{o.Host},
+		cacheControl: []string{"public, max-age=" + strconv.FormatInt(maxAge, 10)},
+		cache:        map[string][]string{hit: {hit}, miss: {miss}, shared: {shared}},
 	}
 	retry := int64((o.Queue.WorkTime + time.Second - 1) / time.Second)
 	s.retry = strconv.FormatInt(max(retry, 1), 10)

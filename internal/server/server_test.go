@@ -41,6 +41,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 		Host:        "test-host",
 		Version:     "test",
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
+		AccessLog:   mustAccess(logs),
 	}
 	if mod != nil {
 		mod(&o)
@@ -397,11 +398,11 @@ func BenchmarkCalcHit(b *testing.B) { benchHit(b, nil) }
 
 // BenchmarkCalcHitLogged is the hit path with a real logfmt access log.
 func BenchmarkCalcHitLogged(b *testing.B) {
-	benchHit(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	benchHit(b, mustAccess(io.Discard))
 }
 
 // BenchmarkCalcHitFileLog is the hit path as the server runs it with LogLocation set:
-// the access line formatted by slog and queued in logging.Async, which writes it to a
+// the access line formatted by logging.Access and queued in logging.Async, which writes it to a
 // real file off the request goroutine.
 func BenchmarkCalcHitFileLog(b *testing.B) {
 	log, stop := fileLogger(b)
@@ -440,18 +441,14 @@ func TestHitPathAllocations(t *testing.T) {
 
 // fileLogger is the server's access logger with LogLocation set: logfmt into
 // logging.Async over a file in a temporary directory.
-func fileLogger(tb testing.TB) (*slog.Logger, func()) {
+func fileLogger(tb testing.TB) (*logging.Access, func()) {
 	tb.Helper()
 	f, err := logging.OpenFile(tb.TempDir() + "/calcserver.log")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	a := logging.NewAsync(f, logging.BufferSize, logging.FlushInterval)
-	log, err := logging.New(a, "logfmt")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return log, func() {
+	return mustAccess(a), func() {
 		if err := a.Close(); err != nil {
 			tb.Error(err)
 		}
@@ -460,11 +457,11 @@ func fileLogger(tb testing.TB) (*slog.Logger, func()) {
 }
 
 // hitHandler is a server whose memory tier already holds the request's answer.
-func hitHandler(log *slog.Logger) (http.Handler, *http.Request, *discardWriter) {
+func hitHandler(log *logging.Access) (http.Handler, *http.Request, *discardWriter) {
 	s := New(Options{
-		Queue:  queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
-		Cache:  cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
-		Logger: log,
+		Queue:     queue.Options{Cores: 1, QueueSize: 5, WorkTime: time.Millisecond, Mode: queue.Sleep},
+		Cache:     cache.NewChain(cache.Options{}, cache.Tier{Name: "memory", Cache: cache.NewMemory(1000, 0), Local: true}),
+		AccessLog: log,
 	})
 	h := s.Handler()
 	req := httptest.NewRequest("GET", "/calc?input=SUNhbkhhelVuaWNvcm4%2FLTg5OTk%3D", nil)
@@ -472,7 +469,7 @@ func hitHandler(log *slog.Logger) (http.Handler, *http.Request, *discardWriter) 
 	return h, req, &discardWriter{h: http.Header{}}
 }
 
-func benchHit(b *testing.B, log *slog.Logger) {
+func benchHit(b *testing.B, log *logging.Access) {
 	h, req, w := hitHandler(log)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -651,4 +648,13 @@ func TestMetricsExposeLostLogLines(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// mustAccess is the server's logfmt access log writing to w.
+func mustAccess(w io.Writer) *logging.Access {
+	a, err := logging.NewAccess(w, "logfmt")
+	if err != nil {
+		panic(err)
+	}
+	return a
 }
