@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,11 +90,11 @@ func (a *Access) appendText(b []byte, r *AccessRecord) []byte {
 	b = append(b, " level=INFO msg=access client="...)
 	b = appendTextString(b, r.Client)
 	b = append(b, " method="...)
-	b = appendTextString(b, EscapeKey(r.Method))
+	b = appendEscaped(b, EscapeKey(r.Method))
 	b = append(b, " path="...)
-	b = appendTextString(b, EscapeURI(r.Path))
+	b = appendEscaped(b, EscapeURI(r.Path))
 	b = append(b, " key="...)
-	b = appendTextString(b, EscapeKey(r.Key))
+	b = appendEscaped(b, EscapeKey(r.Key))
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = append(b, " bytes="...)
@@ -248,6 +249,16 @@ func appendFrac(b []byte, v uint64, prec int) []byte {
 // character.
 func appendTextString(b []byte, s string) []byte {
 	if needsQuoting(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+// appendEscaped is appendTextString for a value EscapeKey or EscapeURI returned:
+// printable ASCII without a space, '"' or '\\', which needs quoting only when it is
+// empty or holds '='.
+func appendEscaped(b []byte, s string) []byte {
+	if s == "" || strings.IndexByte(s, '=') >= 0 {
 		return strconv.AppendQuote(b, s)
 	}
 	return append(b, s...)

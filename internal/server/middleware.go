@@ -148,18 +148,45 @@ type connState struct {
 
 type connKey struct{}
 
+// trackedConn is an accepted connection carrying its connState, so that the
+// ConnState hook, called on every request, finds it without a lookup.
+type trackedConn struct {
+	net.Conn
+	state connState
+}
+
+// CloseWrite lets net/http half-close the connection as it does a bare TCP one.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// trackingListener hands out trackedConns.
+type trackingListener struct{ net.Listener }
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c}, nil
+}
+
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
-	cs := &connState{}
-	s.conns.Store(c, cs)
-	return context.WithValue(ctx, connKey{}, cs)
+	if tc, ok := c.(*trackedConn); ok {
+		return context.WithValue(ctx, connKey{}, &tc.state)
+	}
+	return ctx
 }
 
 func (s *Server) connState(c net.Conn, state http.ConnState) {
-	v, ok := s.conns.Load(c)
+	tc, ok := c.(*trackedConn)
 	if !ok {
 		return
 	}
-	cs := v.(*connState)
+	cs := &tc.state
 	// A request ends when the connection goes idle or closes; a new one begins
 	// when it goes active.
 	if state != http.StateNew && cs.active.Swap(false) && !cs.handled.Load() {
@@ -168,8 +195,5 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 	if state == http.StateActive {
 		cs.active.Store(true)
 		cs.handled.Store(false)
-	}
-	if state == http.StateClosed || state == http.StateHijacked {
-		s.conns.Delete(c)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,8 +60,6 @@ type Server struct {
 	draining atomic.Bool // /healthcheck answers 503 once set
 
 	served, hits, misses, rejected atomic.Int64
-
-	conns sync.Map // net.Conn -> *connState, for counting refused requests
 
 	srv *http.Server
 	ln  net.Listener
@@ -165,7 +162,7 @@ func (s *Server) Open(addr string) error {
 		ConnState:                    s.connState,
 	}
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(trackingListener{ln}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", "err", err)
 		}
 	}()
