@@ -4,7 +4,10 @@
 # logging every request to a file with metrics on, driven over loopback by
 # `wrk -t1 -c64 -d4s` keep-alive on one warm key, RUNS rounds interleaved, for each
 # cache setup in SETUPS: memory (the memory tier), redis (Redis only, no memory tier),
-# memory+redis. Usage: make bench-hit, or bash scripts/bench-hit.sh
+# memory+redis. A second baseline, the bare server sending the four headers calcserver's
+# contract adds to a 200 (bareserver -contract-headers), shows what net/http charges for
+# those alone. The script fails if the access log holds fewer /calc lines than wrk
+# completed. Usage: make bench-hit, or bash scripts/bench-hit.sh
 # (RUNS=3 DURATION=4s SETUPS="memory redis memory+redis" by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,7 @@ SETUPS=${SETUPS:-memory redis memory+redis}
 CALC_PORT=${CALC_PORT:-18080}
 BARE_PORT=${BARE_PORT:-18081}
 REDIS_PORT=${REDIS_PORT:-18082}
+HDRS_PORT=${HDRS_PORT:-18083}
 
 command -v wrk >/dev/null || bash scripts/deps.sh wrk
 dir=$(mktemp -d)
@@ -29,6 +33,8 @@ trap cleanup EXIT
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/calcserver" ./cmd/calcserver
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/bareserver" ./internal/bareserver
 "$dir/bareserver" -addr "127.0.0.1:$BARE_PORT" 2>"$dir/bareserver.stderr" &
+pids+=($!)
+"$dir/bareserver" -addr "127.0.0.1:$HDRS_PORT" -contract-headers 2>"$dir/bareserver-headers.stderr" &
 pids+=($!)
 case " $SETUPS " in
 *redis*)
@@ -51,6 +57,7 @@ wait_for() {
 	exit 1
 }
 wait_for "http://127.0.0.1:$BARE_PORT/"
+wait_for "http://127.0.0.1:$HDRS_PORT/"
 
 # wrk_run URL prints "requests/s p99_ms completed".
 wrk_run() {
@@ -92,14 +99,15 @@ for setup in $SETUPS; do
 	echo
 	echo "### $setup"
 	echo
-	echo "| round | bare req/s | calcserver req/s | ratio | bare p99 (ms) | calcserver p99 (ms) | p99 ratio |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| round | bare req/s | bare + contract headers req/s | calcserver req/s | ratio to bare | ratio to bare + headers | bare p99 (ms) | calcserver p99 (ms) | p99 ratio |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for i in $(seq "$RUNS"); do
 		read -r b_rps b_p99 _ < <(wrk_run "http://127.0.0.1:$BARE_PORT/calc?input=testing")
+		read -r h_rps _ _ < <(wrk_run "http://127.0.0.1:$HDRS_PORT/calc?input=testing")
 		read -r c_rps c_p99 c_done < <(wrk_run "$calc_url")
 		calc_done=$((calc_done + c_done))
-		awk -v i="$i" -v br="$b_rps" -v cr="$c_rps" -v bp="$b_p99" -v cp="$c_p99" \
-			'BEGIN {printf "| %d | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n", i, br, cr, cr / br, bp, cp, cp / bp}'
+		awk -v i="$i" -v br="$b_rps" -v hr="$h_rps" -v cr="$c_rps" -v bp="$b_p99" -v cp="$c_p99" \
+			'BEGIN {printf "| %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", i, br, hr, cr, cr / br, cr / hr, bp, cp, cp / bp}'
 	done
 	sleep 0.5 # the access log is flushed at least every 100 ms
 	calc_lines=$(($(grep -c 'path="/calc' "$dir/calcserver.log") - calc_lines_before))
@@ -107,4 +115,8 @@ for setup in $SETUPS; do
 	echo "wrk completed $calc_done /calc requests; the log holds $calc_lines /calc access lines for them; $(curl -fsS "http://127.0.0.1:$CALC_PORT/metrics" | grep -E '^calcserver_log_' | tr '\n' ' ')"
 	kill "$calc_pid"
 	wait "$calc_pid" || true
+	if [ "$calc_lines" -lt "$calc_done" ]; then
+		echo "bench-hit: $setup: wrk completed $calc_done /calc requests but the log holds only $calc_lines lines" >&2
+		exit 1
+	fi
 done
