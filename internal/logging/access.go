@@ -255,11 +255,13 @@ func appendTextString(b []byte, s string) []byte {
 }
 
 // appendEscaped is appendTextString for a value EscapeKey or EscapeURI returned:
-// printable ASCII without a space, '"' or '\\', which needs quoting only when it is
-// empty or holds '='.
+// printable ASCII without a space, '"' or '\\'. It needs quoting only when it is
+// empty or holds '=', and then Go's quoting changes nothing inside the quotes.
 func appendEscaped(b []byte, s string) []byte {
 	if s == "" || strings.IndexByte(s, '=') >= 0 {
-		return strconv.AppendQuote(b, s)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
 	}
 	return append(b, s...)
 }
