@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling bench-hit
+.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling bench-hit bench-cores bench-server
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
@@ -27,15 +27,26 @@ lint:
 run:
 	go run ./cmd/calcserver -port 8080
 
-bench: bench-hit
-	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/server ./internal/logging
+bench: bench-hit bench-cores bench-server
+	go test -run '^$$' -bench . -benchmem -count 6 ./internal/calc ./internal/queue ./internal/server ./internal/logging
 
 # The /calc hit path of the release binary, logging to a file, next to a bare net/http
 # server, under wrk (see BENCHMARKS.md).
 bench-hit:
 	bash scripts/bench-hit.sh
 
-# Load runs with real backends (needs what scripts/deps.sh installs); see BENCHMARKS.md.
+# How exactly the simulated cores keep WorkTime, sleeping and burning: the release binary
+# sent 62 one-second jobs at once on 2 cores, measured from its access log (see BENCHMARKS.md).
+bench-cores:
+	bash scripts/bench-cores.sh
+
+# Overload (503s and /healthcheck under a burst), coalescing and memory of the release
+# binary, next to a bare net/http server where it applies (see BENCHMARKS.md).
+bench-server:
+	bash scripts/bench-server.sh
+
+# Load runs with real backends (needs what scripts/deps.sh installs), at a constant arrival
+# rate on gameday's pacer; see BENCHMARKS.md.
 load:
 	go test -run '^$$' -bench 'LoadHit|Outage' -benchtime 1x -count 5 ./cmd/calcserver
 

@@ -8,7 +8,8 @@
 # contract adds to a 200 (bareserver -contract-headers), shows what net/http charges for
 # those alone. The script fails if the access log holds fewer /calc lines than wrk
 # completed. Usage: make bench-hit, or bash scripts/bench-hit.sh
-# (RUNS=3 DURATION=4s SETUPS="memory redis memory+redis" by default).
+# (RUNS=3 DURATION=4s SETUPS="memory redis memory+redis" by default; CALCSERVER=PATH
+# measures that calcserver binary instead of a build of this tree, e.g. an older commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,18 +21,17 @@ BARE_PORT=${BARE_PORT:-18081}
 REDIS_PORT=${REDIS_PORT:-18082}
 HDRS_PORT=${HDRS_PORT:-18083}
 
-command -v wrk >/dev/null || bash scripts/deps.sh wrk
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf -- "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/calcserver" ./cmd/calcserver
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/bareserver" ./internal/bareserver
+command -v wrk >/dev/null || bash scripts/deps.sh wrk
+work_dir
+if [ -n "${CALCSERVER:-}" ]; then
+	cp -- "$CALCSERVER" "$dir/calcserver"
+else
+	build_release cmd/calcserver
+fi
+build_release internal/bareserver
 "$dir/bareserver" -addr "127.0.0.1:$BARE_PORT" 2>"$dir/bareserver.stderr" &
 pids+=($!)
 "$dir/bareserver" -addr "127.0.0.1:$HDRS_PORT" -contract-headers 2>"$dir/bareserver-headers.stderr" &
@@ -47,15 +47,6 @@ case " $SETUPS " in
 	;;
 esac
 
-# wait_for URL polls until URL answers.
-wait_for() {
-	for _ in $(seq 100); do
-		curl -fsS -o /dev/null "$1" 2>/dev/null && return
-		sleep 0.1
-	done
-	echo "bench-hit: $1 does not answer" >&2
-	exit 1
-}
 wait_for "http://127.0.0.1:$BARE_PORT/"
 wait_for "http://127.0.0.1:$HDRS_PORT/"
 
@@ -86,7 +77,7 @@ start_calcserver() {
 	"$dir/calcserver" -config "$dir/server.ini" 2>"$dir/calcserver.stderr" &
 	calc_pid=$!
 	pids+=("$calc_pid")
-	wait_for "http://127.0.0.1:$CALC_PORT/healthcheck"
+	wait_for "http://127.0.0.1:$CALC_PORT/healthcheck" "$dir/calcserver.stderr"
 }
 
 calc_url="http://127.0.0.1:$CALC_PORT/calc?input=testing"
@@ -113,8 +104,7 @@ for setup in $SETUPS; do
 	calc_lines=$(($(grep -c 'path="/calc' "$dir/calcserver.log") - calc_lines_before))
 	echo
 	echo "wrk completed $calc_done /calc requests; the log holds $calc_lines /calc access lines for them; $(curl -fsS "http://127.0.0.1:$CALC_PORT/metrics" | grep -E '^calcserver_log_' | tr '\n' ' ')"
-	kill "$calc_pid"
-	wait "$calc_pid" || true
+	stop_pid "$calc_pid"
 	if [ "$calc_lines" -lt "$calc_done" ]; then
 		echo "bench-hit: $setup: wrk completed $calc_done /calc requests but the log holds only $calc_lines lines" >&2
 		exit 1

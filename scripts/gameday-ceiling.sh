@@ -3,12 +3,14 @@
 # no drop and every answer verified, against a cache-hit-only calcserver, next to wrk
 # against the same server in the same run. Usage: make gameday-ceiling (or bash this).
 #
-# Both are release builds (CGO_ENABLED=0, -trimpath); calcserver logs to a file, uses
-# WorkMode sleep and keeps every answer in memory, and gameday asks for 10 keys only, so
-# after the warm-up every request is a cache hit. Rates are tried in RATES order, each
+# Both are release builds (CGO_ENABLED=0, -trimpath, stripped); calcserver logs to a
+# file, uses WorkMode sleep and keeps every answer in memory, and gameday asks for 10
+# keys only, so after the warm-up every request is a cache hit. Rates are tried in RATES order, each
 # for DURATION, REPEAT times interleaved with wrk; the summary gives each rate's runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 RATES=${RATES:-"2000 3000 4000 5000"}
 DURATION=${DURATION:-10s}
@@ -16,17 +18,8 @@ REPEAT=${REPEAT:-3}
 PORT=${PORT:-18090}
 
 command -v wrk >/dev/null || bash scripts/deps.sh wrk
-dir=$(mktemp -d)
-server_pid=
-cleanup() {
-	[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
-	[ -z "$server_pid" ] || wait "$server_pid" 2>/dev/null || true
-	rm -rf -- "$dir"
-}
-trap cleanup EXIT
-
-CGO_ENABLED=0 go build -trimpath -o "$dir/calcserver" ./cmd/calcserver
-CGO_ENABLED=0 go build -trimpath -o "$dir/gameday" ./cmd/gameday
+work_dir
+build_release cmd/calcserver cmd/gameday
 cat >"$dir/server.ini" <<EOF
 Port = $PORT
 WorkMode = sleep
@@ -34,12 +27,9 @@ WorkTime = 10ms
 LogLocation = $dir/calcserver.log
 EOF
 "$dir/calcserver" -config "$dir/server.ini" 2>"$dir/stderr" &
-server_pid=$!
-for _ in $(seq 100); do
-	curl -fsS "http://127.0.0.1:$PORT/healthcheck" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+pids+=($!)
 target=http://127.0.0.1:$PORT
+wait_for "$target/healthcheck" "$dir/stderr"
 # Warm-up: every one of the 10 keys computed once.
 "$dir/gameday" run -target "$target" -rate 20 -duration 2s -keys 10 -unique 0 -seed 1 \
 	-instances 0 -report-interval 0 >/dev/null

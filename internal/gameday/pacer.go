@@ -1,6 +1,7 @@
 package gameday
 
 import (
+	"context"
 	"math"
 	"time"
 
@@ -90,4 +91,37 @@ func (p rampPacer) Rate(elapsed time.Duration) float64 {
 		return p.start + p.slope*elapsed.Seconds()
 	}
 	return p.steady.Rate(elapsed)
+}
+
+// Pace calls arrive at each arrival Run offers for rate arrivals per second, after a
+// linear ramp from (at most) 1 per second over ramp when ramp > 0, over d from start:
+// arrivals(rate, ramp, d) times, fewer if ctx ends first. n counts the arrivals from 0;
+// due is when arrival n comes, since start: when it was scheduled, or later if the loop
+// runs behind. arrive runs on the caller's goroutine, so it should hand slow work to
+// another: the arrivals it delays come at once afterwards to catch up. Drivers that
+// need their own requests but Run's arrivals, such as the project's load benchmarks,
+// use it too.
+func Pace(ctx context.Context, rate float64, ramp, d time.Duration, start time.Time, arrive func(n uint64, due time.Duration)) {
+	pacer := newPacer(rate, ramp)
+	total := arrivals(rate, ramp, d)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	// ctx is checked here too: behind schedule, wait is 0 and the select is skipped.
+	for n := uint64(0); n < total && ctx.Err() == nil; n++ {
+		elapsed := time.Since(start)
+		wait, stop := pacer.Pace(elapsed, n)
+		if stop {
+			return
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			}
+		}
+		arrive(n, elapsed+wait)
+	}
 }

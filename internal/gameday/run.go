@@ -44,8 +44,7 @@ func Run(ctx context.Context, o Options, observe func(Snapshot)) (Summary, error
 	tr := newTransport(o.MaxInflight, o.Timeout, &e.conns)
 	defer tr.CloseIdleConnections()
 	e.rt = tr
-	pacer := newPacer(o.Rate, o.Ramp)
-	e.rec = newRecorder(o, e.inflight.Load, pacer.Rate)
+	e.rec = newRecorder(o, e.inflight.Load, newPacer(o.Rate, o.Ramp).Rate)
 	mix := NewKeyMix(o.Keys, o.Skew, o.Unique, seed)
 
 	// Requests outlive the arrivals by up to a timeout; reqCtx ends them only when
@@ -79,28 +78,8 @@ func Run(ctx context.Context, o Options, observe func(Snapshot)) (Summary, error
 
 	sem := make(chan struct{}, o.MaxInflight)
 	var wg sync.WaitGroup
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	total := arrivals(o.Rate, o.Ramp, o.Duration)
-	var hits uint64
-loop:
-	// ctx is checked here too: behind schedule, wait is 0 and the select is skipped.
-	for hits < total && ctx.Err() == nil {
-		wait, stop := pacer.Pace(time.Since(start), hits)
-		if stop {
-			break
-		}
-		if wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				break loop
-			}
-		}
-		target := int(hits % uint64(len(e.urls)))
-		hits++
+	Pace(ctx, o.Rate, o.Ramp, o.Duration, start, func(n uint64, _ time.Duration) {
+		target := int(n % uint64(len(e.urls)))
 		key := mix.Next()
 		select {
 		case sem <- struct{}{}:
@@ -115,7 +94,7 @@ loop:
 		default:
 			e.rec.arrival(false)
 		}
-	}
+	})
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

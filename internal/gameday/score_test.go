@@ -1,6 +1,7 @@
 package gameday
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -308,4 +309,33 @@ func TestRecorderKeepsItsCountsConsistent(t *testing.T) {
 	if c := s.ByTarget["http://a"]; c.Requests != s.Requests || c.Canceled != 1 {
 		t.Errorf("by_target %+v, want all %d requests with 1 canceled", c, s.Requests)
 	}
+}
+
+// TestPaceCallsEachArrivalInOrder runs Pace on the real clock: every arrival of the
+// schedule, numbered in order, none before it is due; and none once ctx has ended.
+func TestPaceCallsEachArrivalInOrder(t *testing.T) {
+	const rate, d = 1000.0, 50 * time.Millisecond
+	start := time.Now()
+	var got []uint64
+	Pace(t.Context(), rate, 0, d, start, func(n uint64, due time.Duration) {
+		if since := time.Since(start); since < due {
+			t.Errorf("arrival %d called at %v, before it is due at %v", n, since, due)
+		}
+		if slot := time.Duration(n+1) * time.Millisecond; due < slot {
+			t.Errorf("arrival %d due at %v, before its slot at %v", n, due, slot)
+		}
+		got = append(got, n)
+	})
+	if want := arrivals(rate, 0, d); uint64(len(got)) != want {
+		t.Fatalf("%d arrivals, want %d", len(got), want)
+	}
+	for i, n := range got {
+		if n != uint64(i) {
+			t.Fatalf("arrival %d numbered %d", i, n)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	Pace(ctx, rate, 0, d, time.Now(), func(n uint64, _ time.Duration) { t.Errorf("arrival %d after ctx ended", n) })
 }

@@ -233,7 +233,7 @@ func (q *Queue) startLocked(j *job, now time.Time) {
 
 // run spends the work time, calls fn and hands the core to the head of the line.
 func (q *Queue) run(j *job) {
-	q.work()
+	q.work(j.started)
 	val, err := call(j.fn)
 	if q.opts.Observe != nil {
 		q.opts.Observe(time.Since(j.started))
@@ -295,18 +295,23 @@ func call(fn func() ([]byte, error)) (val []byte, err error) {
 	return fn()
 }
 
-// work holds the current goroutine for WorkTime, the way the mode says.
-func (q *Queue) work() {
-	d := q.opts.WorkTime
-	if d <= 0 {
+// work holds the current goroutine until WorkTime after started, the way the mode
+// says. The deadline counts from when the job got its core, not from when this
+// goroutine first ran: on a busy machine a new goroutine can wait for a thread for
+// milliseconds, and the core is held for exactly WorkTime all the same.
+func (q *Queue) work(started time.Time) {
+	if q.opts.WorkTime <= 0 {
 		return
 	}
+	deadline := started.Add(q.opts.WorkTime)
 	if q.opts.Mode == Sleep {
-		t := time.NewTimer(d)
-		<-t.C
+		if d := time.Until(deadline); d > 0 {
+			t := time.NewTimer(d)
+			<-t.C
+		}
 		return
 	}
-	burn(d)
+	burn(deadline)
 }
 
 // burnCheck is how many hashes burn computes between looks at the clock: a few
@@ -314,11 +319,10 @@ func (q *Queue) work() {
 // costs little.
 const burnCheck = 32
 
-// burn keeps one OS thread busy for d. It hashes a small buffer, feeding each sum
-// back in, which is real work the compiler cannot drop; the sum is returned only so
-// that it stays observable.
-func burn(d time.Duration) [sha256.Size]byte {
-	deadline := time.Now().Add(d)
+// burn keeps one OS thread busy until deadline. It hashes a small buffer, feeding
+// each sum back in, which is real work the compiler cannot drop; the sum is returned
+// only so that it stays observable.
+func burn(deadline time.Time) [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	for {
 		for range burnCheck {

@@ -235,12 +235,13 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 	if err != nil {
 		return skip("calcserver did not start: %v", err)
 	}
-	fmt.Fprintf(o.Log, "bench: %s: calcserver on %s; offering %.0f requests/s for %v\n", s.name, srv.base, o.Load.Rate, o.Load.Duration)
+	base := "http://" + srv.Addr()
+	fmt.Fprintf(o.Log, "bench: %s: calcserver on %s; offering %.0f requests/s for %v\n", s.name, base, o.Load.Rate, o.Load.Duration)
 
 	load := o.Load
-	load.Targets = []string{srv.base}
+	load.Targets = []string{base}
 	sum, runErr := gameday.Run(ctx, load, nil)
-	if err := srv.stop(); err != nil {
+	if err := srv.Stop(stopGrace); err != nil {
 		fmt.Fprintf(o.Log, "bench: %s: %v\n", s.name, oneLine(err.Error()))
 	}
 	r.Summary = sum
