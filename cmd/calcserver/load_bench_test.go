@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/unicorn-rentals/unicorn/internal/app"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/config"
 	"github.com/unicorn-rentals/unicorn/internal/gameday"
-	"github.com/unicorn-rentals/unicorn/internal/queue"
 	"github.com/unicorn-rentals/unicorn/internal/server"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -140,41 +139,21 @@ func percentile(lat []time.Duration, p float64) time.Duration {
 	return lat[int(float64(len(lat)-1)*p)]
 }
 
-// benchServer starts an in-process calcserver for cfg with the real wiring of serve.
+// benchServer starts an in-process calcserver for cfg, built as serve builds it.
 func benchServer(b *testing.B, cfg config.Config) (*server.Server, *cache.Chain) {
 	b.Helper()
 	goredis.SetLogger(redisLog{slog.New(slog.DiscardHandler)})
-	var mem *cache.Memory
-	if cfg.MemoryCacheSize > 0 {
-		mem = cache.NewMemory(cfg.MemoryCacheSize, cfg.CacheTTL)
-		b.Cleanup(mem.Close)
-	}
-	backends, err := openBackends(cfg, nil)
+	a, err := app.New(cfg, app.Options{Host: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, be := range backends {
-		if be.mysql != nil {
-			if err := be.mysql.Init(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.Cleanup(func() { _ = be.close() })
-	}
-	reg := prometheus.NewRegistry()
-	chain := cache.NewChain(cache.Options{Timeout: cfg.CacheTimeout, Registerer: reg}, tiers(cfg, mem, backends)...)
-	b.Cleanup(func() { _ = chain.Close(context.Background()) })
-	srv := server.New(server.Options{
-		Queue:    queue.Options{Cores: cfg.Cores, QueueSize: cfg.QueueSize, WorkTime: cfg.WorkTime, Mode: queue.Sleep},
-		Cache:    chain,
-		Registry: reg,
-		Host:     "bench",
-	})
-	if err := srv.Open("127.0.0.1:0"); err != nil {
+	b.Cleanup(a.Close) // after the chain's Close, registered below: cleanups run last first
+	b.Cleanup(func() { _ = a.Chain.Close(context.Background()) })
+	if err := a.Server.Open("127.0.0.1:0"); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = srv.Close() })
-	return srv, chain
+	b.Cleanup(func() { _ = a.Server.Close() })
+	return a.Server, a.Chain
 }
 
 // benchBackend is a backend the load runs use, started fresh.
@@ -211,7 +190,7 @@ func benchBackends() []benchBackend {
 func benchConfig() config.Config {
 	cfg := config.Default()
 	cfg.MemoryCacheSize = 0 // every lookup reaches the backend under test
-	cfg.WorkTime = time.Millisecond
+	cfg.WorkMode, cfg.WorkTime = "sleep", time.Millisecond
 	cfg.Cores, cfg.QueueSize = 64, 10000
 	return cfg
 }

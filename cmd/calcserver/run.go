@@ -16,14 +16,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/unicorn-rentals/unicorn/internal/app"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
-	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/cli"
 	"github.com/unicorn-rentals/unicorn/internal/config"
 	"github.com/unicorn-rentals/unicorn/internal/logging"
-	"github.com/unicorn-rentals/unicorn/internal/queue"
 	"github.com/unicorn-rentals/unicorn/internal/s3config"
 	"github.com/unicorn-rentals/unicorn/internal/server"
 )
@@ -109,7 +107,12 @@ func run(args []string, e env) int {
 			cfg.MemcacheServers = []string{*memcache}
 			cfg.MemcacheHost, cfg.MemcachePort = "", 0
 		}
-		err = cfg.Validate()
+		// -check also builds the backends, as the start does short of connecting.
+		validate := app.Validate
+		if *check {
+			validate = app.Check
+		}
+		err = validate(cfg)
 	}
 	if err == nil && *check && cfg.LogLocation != "" {
 		// Like nginx -t, check that the log could be opened, as serve would, without
@@ -123,7 +126,7 @@ func run(args []string, e env) int {
 		}
 		return exitRuntime
 	}
-	warnings := cfg.Warnings(builtBackends())
+	warnings := cfg.Warnings(app.Built())
 	if *check {
 		for _, kv := range cfg.Entries() {
 			fmt.Fprintln(e.stdout, kv)
@@ -131,7 +134,7 @@ func run(args []string, e env) int {
 		for _, w := range warnings {
 			fmt.Fprintf(e.stderr, "calcserver: warning: %s\n", w)
 		}
-		fmt.Fprintf(e.stderr, "calcserver: cache chain: %s\n", describeChain(chainOrder(cfg)))
+		fmt.Fprintf(e.stderr, "calcserver: cache chain: %s\n", describeChain(app.ChainOrder(cfg)))
 		fmt.Fprintf(e.stderr, "calcserver: configuration %s test is successful\n", describe(cfg.Source))
 		return exitOK
 	}
@@ -234,68 +237,27 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
 		return exitRuntime
 	}
-	mode, err := queue.ParseMode(cfg.WorkMode)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "calcserver: WorkMode: %v\n", err)
-		return exitRuntime
-	}
-	format, err := calc.ParseFormat(cfg.ResponseFormat)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "calcserver: ResponseFormat: %v\n", err)
-		return exitRuntime
-	}
-
-	var mem *cache.Memory
-	if cfg.MemoryCacheSize > 0 {
-		mem = cache.NewMemory(cfg.MemoryCacheSize, cfg.CacheTTL)
-		defer mem.Close()
-	}
-	// go-redis logs failed dials through a logger of its own; the chain already
-	// reports a backend's state, so its lines go to debug.
-	goredis.SetLogger(redisLog{log})
-	backends, err := openBackends(cfg, log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
-		return exitRuntime
-	}
-	defer closeBackends(backends)
-	for _, b := range backends {
-		if b.mysql == nil {
-			continue
-		}
-		if err := initMySQL(context.Background(), b); err != nil {
-			log.Error("startup failed", "err", err)
-			_ = logOut.Flush() // before the line below, when both go to stderr
-			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
-			return exitRuntime
-		}
-	}
-	reg := prometheus.NewRegistry()
-	chain := cache.NewChain(cache.Options{Timeout: cfg.CacheTimeout, Logger: log, Registerer: reg}, tiers(cfg, mem, backends)...)
-	checkCtx, cancelCheck := context.WithTimeout(context.Background(), startupTimeout(cfg))
-	chain.Check(checkCtx) // logs each backend that does not answer
-	cancelCheck()
-
-	o := server.Options{
-		Queue:       queue.Options{Cores: cfg.Cores, QueueSize: cfg.QueueSize, WorkTime: cfg.WorkTime, Mode: mode},
-		Cache:       chain,
-		CalcVersion: cfg.CalcVersion,
-		Format:      format,
-		CacheTTL:    cfg.CacheTTL,
-		Registry:    reg,
-		DenyPattern: cfg.DenyPattern,
-		Host:        e.host,
-		Version:     version,
-		Logger:      log,
-		AccessLog:   access,
-	}
-	o.LogWriteFailed, o.LogDropped = lost, logOut.Dropped
-	srv := server.New(o)
-	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
+	// startupFailed reports an error that stops the start, in the log and on
+	// standard error.
+	startupFailed := func(err error) int {
 		log.Error("startup failed", "err", err)
 		_ = logOut.Flush() // before the line below, when both go to stderr
 		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 		return exitRuntime
+	}
+
+	// go-redis logs failed dials through a logger of its own; the chain already
+	// reports a backend's state, so its lines go to debug.
+	goredis.SetLogger(redisLog{log})
+	a, err := app.New(cfg, app.Options{Logger: log, AccessLog: access, LogWriteFailed: lost, LogDropped: logOut.Dropped,
+		Host: e.host, Version: version})
+	if err != nil {
+		return startupFailed(err)
+	}
+	defer a.Close()
+	srv, chain := a.Server, a.Chain
+	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
+		return startupFailed(err)
 	}
 
 	if cfg.PprofAddr != "" {

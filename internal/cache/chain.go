@@ -144,15 +144,29 @@ func NewChain(o Options, tiers ...Tier) *Chain {
 // is bypassed, or holds a corrupt value counts as a miss in that tier; a corrupt value
 // is deleted.
 func (c *Chain) Get(ctx context.Context, key string) (calc.Result, string, error) {
+	shared := false
 	for i, t := range c.tiers {
 		r, err := c.get(ctx, t, key)
 		if err != nil {
+			shared = shared || !t.Local
 			continue
 		}
 		for _, up := range c.tiers[:i] {
 			c.set(up, key, r)
 		}
 		return r, t.Name, nil
+	}
+	if shared {
+		// A job may have stored the answer in a local tier while the shared
+		// tiers were asked: a second look there saves the caller a job.
+		for _, t := range c.tiers {
+			if !t.Local {
+				continue
+			}
+			if r, err := t.Cache.Get(ctx, key); err == nil {
+				return r, t.Name, nil
+			}
+		}
 	}
 	return calc.Result{}, "", ErrMiss
 }
@@ -213,21 +227,6 @@ func (c *Chain) fetch(ctx context.Context, t *tier, key string) (calc.Result, er
 		c.failed(t, err)
 	}
 	return r, err
-}
-
-// GetLocal looks key up in the local tiers only. A miss checks them again just
-// before it queues a job: the answer may have been stored while the shared tiers
-// were asked.
-func (c *Chain) GetLocal(key string) (calc.Result, bool) {
-	for _, t := range c.tiers {
-		if !t.Local {
-			continue
-		}
-		if r, err := t.Cache.Get(context.Background(), key); err == nil {
-			return r, true
-		}
-	}
-	return calc.Result{}, false
 }
 
 // Set stores r for key in every tier: at once in local tiers, through the bounded

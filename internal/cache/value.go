@@ -53,6 +53,33 @@ type Purger interface {
 	Purge(ctx context.Context, match func(key string) bool) (int, error)
 }
 
+// CountingPurger is a Purger that also counts the entries it had to leave alone
+// because their original key was not stored (a hashed key): no match can see them.
+type CountingPurger interface {
+	PurgeCounts(ctx context.Context, match func(key string) bool) (removed, skipped int, err error)
+}
+
+// Initializer is a backend that prepares something before its first use, such as
+// checking (or creating) a table. Init is idempotent. An error matching
+// ErrUnusable means the backend cannot work as configured until someone acts (its
+// table is missing): the server refuses to start. Any other error is an outage:
+// the server starts without the backend and the chain keeps probing it.
+type Initializer interface {
+	Init(ctx context.Context) error
+}
+
+// ErrUnusable is matched (errors.Is) by the errors Unusable returns.
+var ErrUnusable = errors.New("cache: backend unusable as configured")
+
+// Unusable returns a sentinel error with the given text that matches ErrUnusable,
+// for a backend's own conditions of that kind (a missing table).
+func Unusable(text string) error { return &unusable{text} }
+
+type unusable struct{ text string }
+
+func (e *unusable) Error() string        { return e.text }
+func (e *unusable) Is(target error) bool { return target == ErrUnusable }
+
 // StorageKey is the name a shared backend stores key under:
 // unicorn:v<version>:<hex SHA-256 of key>. It fits memcached's 250-byte limit, and
 // versions never collide.
@@ -132,25 +159,4 @@ func tokenVersion(token []byte) (int, bool) {
 		return 0, false
 	}
 	return v, true
-}
-
-// MatchKey reports whether key, or its base64-decoded text when key is valid base64,
-// contains one of texts. DenyPattern and purge match keys this way.
-func MatchKey(key string, texts ...string) bool {
-	if len(texts) == 0 {
-		return false
-	}
-	var decoded []byte
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
-		if d, err := enc.DecodeString(key); err == nil {
-			decoded = d
-			break
-		}
-	}
-	for _, t := range texts {
-		if strings.Contains(key, t) || (decoded != nil && bytes.Contains(decoded, []byte(t))) {
-			return true
-		}
-	}
-	return false
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/unicorn-rentals/unicorn/internal/cache/mysql"
+	"github.com/unicorn-rentals/unicorn/internal/sqlname"
 )
 
 // keySpec describes one key: how to read a value into a Config and how to
@@ -24,7 +24,8 @@ type keySpec struct {
 	get     func(c *Config) string
 }
 
-// CacheBackends lists the names CacheOrder accepts, in the default order.
+// CacheBackends lists the names CacheOrder accepts, in the default order: the
+// names of the table of backends in internal/app, which a test holds to it.
 func CacheBackends() []string {
 	return []string{"memory", "redis", "memcached", "file", "mysql"}
 }
@@ -423,8 +424,8 @@ func mysqlTableKey() keySpec {
 		name:    "MysqlTable",
 		backend: "mysql",
 		set: func(c *Config, v string) *Error {
-			if !mysql.ValidIdentifier(v) {
-				return valueError("must be an SQL identifier: a letter or _, then up to 63 letters, digits or _")
+			if !sqlname.Valid(v) {
+				return valueError("must be an SQL identifier: " + sqlname.Rule)
 			}
 			c.MysqlTable = v
 			return nil

@@ -14,9 +14,11 @@ import (
 //   - RedisHost and RedisAddrs exclude each other, as do MemcacheHost and
 //     MemcacheServers (a caller that takes -memcache-server should clear
 //     MemcacheHost when it sets MemcacheServers);
-//   - every backend in CacheOrder must be configured;
 //   - host:port items must parse with ports from 1 to 65535 (PprofAddr: 0 to 65535);
 //   - Port is 0..65535, 0 meaning any free port.
+//
+// Which keys turn a cache backend on is not config's to know: the caller checks
+// that every backend CacheOrder lists is on, with KeyError.
 //
 // The errors are *Error values, joined with errors.Join when there are several;
 // they name Source and the key's line when the key came from a file, and neither
@@ -46,10 +48,7 @@ func (c Config) Validate() error {
 		}
 	}
 
-	cross := func(key, msg string) {
-		file, line := c.where(key)
-		errs = append(errs, &Error{File: file, Line: line, Key: key, Value: values[key], Msg: msg})
-	}
+	cross := func(key, msg string) { errs = append(errs, c.keyError(key, values[key], msg)) }
 	if c.MysqlHost != "" && c.MysqlDb == "" {
 		cross("MysqlDb", "must be set when MysqlHost is set")
 	}
@@ -59,12 +58,24 @@ func (c Config) Validate() error {
 	if c.MemcacheHost != "" && len(c.MemcacheServers) > 0 {
 		cross("MemcacheServers", "cannot be used together with MemcacheHost: list every memcached server in MemcacheServers, or use MemcacheHost and MemcachePort")
 	}
-	for _, b := range c.CacheOrder {
-		if missing := c.unconfigured(b); missing != "" {
-			cross("CacheOrder", fmt.Sprintf("lists %s, but %s", b, missing))
+	return joinErrors(errs)
+}
+
+// KeyError returns a problem with key, naming the file and line key was set on as
+// Validate's own errors do, for the rules that callers check beyond Validate.
+func (c Config) KeyError(key, msg string) *Error {
+	value := ""
+	for _, s := range keySpecs() {
+		if s.name == key {
+			value = maskIf(s.secret, s.get(&c))
 		}
 	}
-	return joinErrors(errs)
+	return c.keyError(key, value, msg)
+}
+
+func (c Config) keyError(key, value, msg string) *Error {
+	file, line := c.where(key)
+	return &Error{File: file, Line: line, Key: key, Value: value, Msg: msg}
 }
 
 // where returns the file and line key was set on, or "" and 0 when it was not
@@ -89,33 +100,6 @@ func sameField(a, b *Config, key string) (bool, string) {
 		return true, shown
 	}
 	return reflect.DeepEqual(fa.Interface(), fb.Interface()), shown
-}
-
-// unconfigured says why cache backend b cannot be used, or "" when it can.
-func (c Config) unconfigured(b string) string {
-	switch b {
-	case "memory":
-		if c.MemoryCacheSize == 0 {
-			return "MemoryCacheSize is 0"
-		}
-	case "redis":
-		if c.RedisHost == "" && len(c.RedisAddrs) == 0 {
-			return "neither RedisHost nor RedisAddrs is set"
-		}
-	case "memcached":
-		if c.MemcacheHost == "" && len(c.MemcacheServers) == 0 {
-			return "neither MemcacheHost nor MemcacheServers is set"
-		}
-	case "file":
-		if c.FsPath == "" {
-			return "FsPath is not set"
-		}
-	case "mysql":
-		if c.MysqlHost == "" {
-			return "MysqlHost is not set"
-		}
-	}
-	return ""
 }
 
 // Warnings returns one startup warning per backend that is configured (a key

@@ -14,24 +14,25 @@ func TestValidate(t *testing.T) {
 		key  string // the key the single error must name; "" = no error
 		msg  string
 	}{
-		"the defaults pass":                               {func(*Config) {}, "", ""},
-		"MySQL with a database passes":                    {func(c *Config) { c.MysqlHost, c.MysqlDb = "db", "unicorn" }, "", ""},
-		"MySQL without a database fails":                  {func(c *Config) { c.MysqlHost = "db" }, "MysqlDb", "must be set when MysqlHost is set"},
-		"RedisHost with RedisAddrs fails":                 {func(c *Config) { c.RedisHost, c.RedisAddrs = "r", []string{"r:6379"} }, "RedisAddrs", "RedisHost"},
-		"MemcacheHost with MemcacheServers fails":         {func(c *Config) { c.MemcacheHost, c.MemcacheServers = "m", []string{"m:11211"} }, "MemcacheServers", "MemcacheHost"},
-		"a bad RedisAddrs item fails":                     {func(c *Config) { c.RedisAddrs = []string{"r:6379", "r"} }, "RedisAddrs", `"r"`},
-		"a MemcacheServers port out of range fails":       {func(c *Config) { c.MemcacheServers = []string{"m:65536"} }, "MemcacheServers", "1 to 65535"},
-		"a bad PprofAddr fails":                           {func(c *Config) { c.PprofAddr = "localhost" }, "PprofAddr", "host:port"},
-		"Port 0 passes":                                   {func(c *Config) { c.Port = 0 }, "", ""},
-		"Port 65536 fails":                                {func(c *Config) { c.Port = 65536 }, "Port", "0 to 65535"},
-		"a negative port fails":                           {func(c *Config) { c.Port = -1 }, "Port", "0 to 65535"},
-		"zero work time fails":                            {func(c *Config) { c.WorkTime = 0 }, "WorkTime", "more than 0"},
-		"a reference port out of range fails":             {func(c *Config) { c.RedisPort = 70000 }, "RedisPort", "1 to 65535"},
-		"an upper-case work mode fails":                   {func(c *Config) { c.WorkMode = "Burn" }, "WorkMode", `read back as "burn"`},
-		"a deny pattern with a comma fails":               {func(c *Config) { c.DenyPattern = []string{"a,b"} }, "DenyPattern", `read back as ["a" "b"]`},
-		"empty lists pass":                                {func(c *Config) { c.DenyPattern, c.RedisAddrs = []string{}, []string{} }, "", ""},
-		"CacheOrder with an unconfigured redis fails":     {func(c *Config) { c.CacheOrder = []string{"memory", "redis"} }, "CacheOrder", "neither RedisHost nor RedisAddrs"},
-		"CacheOrder with memory and no memory tier fails": {func(c *Config) { c.CacheOrder, c.MemoryCacheSize = []string{"memory"}, 0 }, "CacheOrder", "MemoryCacheSize is 0"},
+		"the defaults pass":                         {func(*Config) {}, "", ""},
+		"MySQL with a database passes":              {func(c *Config) { c.MysqlHost, c.MysqlDb = "db", "unicorn" }, "", ""},
+		"MySQL without a database fails":            {func(c *Config) { c.MysqlHost = "db" }, "MysqlDb", "must be set when MysqlHost is set"},
+		"RedisHost with RedisAddrs fails":           {func(c *Config) { c.RedisHost, c.RedisAddrs = "r", []string{"r:6379"} }, "RedisAddrs", "RedisHost"},
+		"MemcacheHost with MemcacheServers fails":   {func(c *Config) { c.MemcacheHost, c.MemcacheServers = "m", []string{"m:11211"} }, "MemcacheServers", "MemcacheHost"},
+		"a bad RedisAddrs item fails":               {func(c *Config) { c.RedisAddrs = []string{"r:6379", "r"} }, "RedisAddrs", `"r"`},
+		"a MemcacheServers port out of range fails": {func(c *Config) { c.MemcacheServers = []string{"m:65536"} }, "MemcacheServers", "1 to 65535"},
+		"a bad PprofAddr fails":                     {func(c *Config) { c.PprofAddr = "localhost" }, "PprofAddr", "host:port"},
+		"Port 0 passes":                             {func(c *Config) { c.Port = 0 }, "", ""},
+		"Port 65536 fails":                          {func(c *Config) { c.Port = 65536 }, "Port", "0 to 65535"},
+		"a negative port fails":                     {func(c *Config) { c.Port = -1 }, "Port", "0 to 65535"},
+		"zero work time fails":                      {func(c *Config) { c.WorkTime = 0 }, "WorkTime", "more than 0"},
+		"a reference port out of range fails":       {func(c *Config) { c.RedisPort = 70000 }, "RedisPort", "1 to 65535"},
+		"an upper-case work mode fails":             {func(c *Config) { c.WorkMode = "Burn" }, "WorkMode", `read back as "burn"`},
+		"a deny pattern with a comma fails":         {func(c *Config) { c.DenyPattern = []string{"a,b"} }, "DenyPattern", `read back as ["a" "b"]`},
+		"empty lists pass":                          {func(c *Config) { c.DenyPattern, c.RedisAddrs = []string{}, []string{} }, "", ""},
+		"CacheOrder with backends that are off passes (the caller checks them)": {func(c *Config) {
+			c.CacheOrder, c.MemoryCacheSize = []string{"redis", "memory"}, 0
+		}, "", ""},
 		"CacheOrder with configured backends passes": {func(c *Config) {
 			c.CacheOrder = []string{"memory", "redis", "memcached", "file", "mysql"}
 			c.RedisAddrs, c.MemcacheHost, c.FsPath, c.MysqlHost, c.MysqlDb = []string{"r:1"}, "m", "/mnt/efs", "db", "u"
@@ -213,6 +214,22 @@ func TestValidateNamesTheLineOfAKeyFromTheFile(t *testing.T) {
 	c.MysqlHost = "db"
 	if err := c.Validate(); !errors.As(err, &e) || e.Line != 0 || e.File != "" || e.Key != "MysqlDb" {
 		t.Fatalf("Validate = %v, want MysqlDb without a line", err)
+	}
+}
+
+func TestKeyErrorNamesTheLineAndMasksSecrets(t *testing.T) {
+	c, err := Parse("server.ini", []byte("CacheOrder = redis\nRedisPassword = hunter2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.KeyError("CacheOrder", "lists redis, but it is off").Error(), `server.ini:1: CacheOrder = "redis": lists redis, but it is off`; got != want {
+		t.Errorf("KeyError = %s, want %s", got, want)
+	}
+	if e := c.KeyError("RedisPassword", "bad"); e.Line != 2 || e.Value != "****" {
+		t.Errorf("KeyError(RedisPassword) = %+v, want line 2 and a masked value", e)
+	}
+	if e := Default().KeyError("CacheOrder", "bad"); e.File != "" || e.Line != 0 {
+		t.Errorf("KeyError on the defaults = %+v, want no file or line", e)
 	}
 }
 

@@ -29,19 +29,12 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.key = key
-	if cache.MatchKey(key, s.o.DenyPattern...) {
+	if MatchKey(key, s.o.DenyPattern...) {
 		s.fail(w, http.StatusForbidden, "input is denied by DenyPattern")
 		return
 	}
 
 	res, _, err := s.cache.Get(r.Context(), key)
-	if err != nil {
-		// A job may have stored the answer while the shared tiers were asked: a
-		// second look at memory saves a job then.
-		if local, ok := s.cache.GetLocal(key); ok {
-			res, err = local, nil
-		}
-	}
 	result := hit
 	if err != nil {
 		var val []byte

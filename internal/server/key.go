@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"strings"
@@ -42,4 +44,26 @@ func inputKey(rawQuery string) (string, error) {
 		return key, nil
 	}
 	return "", errNoKey
+}
+
+// MatchKey reports whether key, or its base64-decoded text when key is valid base64,
+// contains one of texts. DenyPattern matches keys this way, and so does
+// `calcserver purge`, so that a purge removes what a DenyPattern would refuse.
+func MatchKey(key string, texts ...string) bool {
+	if len(texts) == 0 {
+		return false
+	}
+	var decoded []byte
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		if d, err := enc.DecodeString(key); err == nil {
+			decoded = d
+			break
+		}
+	}
+	for _, t := range texts {
+		if strings.Contains(key, t) || (decoded != nil && bytes.Contains(decoded, []byte(t))) {
+			return true
+		}
+	}
+	return false
 }

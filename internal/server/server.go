@@ -24,10 +24,21 @@ import (
 // Homepage is the body of GET /, as the reference server answers it.
 const Homepage = "TODO: Create a nice looking homepage."
 
-// Options configure a Server. The zero value of every field but Cache works.
+// Cache is what the server asks of its cache (a *cache.Chain).
+type Cache interface {
+	// Get returns the answer for key and the name of the tier that held it, or an
+	// error when no tier could answer: the request is then computed.
+	Get(ctx context.Context, key string) (calc.Result, string, error)
+	// Set stores a computed answer; it must not block on a slow backend.
+	Set(key string, r calc.Result)
+	// Health reports each tier's state for /healthcheck.
+	Health() []cache.Health
+}
+
+// Options configure a Server. The zero value of every field works.
 type Options struct {
 	Queue          queue.Options
-	Cache          *cache.Chain    // nil: no cache at all
+	Cache          Cache           // nil: no cache at all
 	CalcVersion    int             // 0 means 1
 	Format         calc.Format     // response body encoding
 	CacheTTL       time.Duration   // sets Cache-Control max-age; 0 = 86400 s
@@ -49,7 +60,7 @@ type Server struct {
 	log     *slog.Logger
 	access  *logging.Access
 	q       *queue.Queue
-	cache   *cache.Chain
+	cache   Cache
 	m       *metrics
 	started time.Time
 	retry   string

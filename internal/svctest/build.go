@@ -1,6 +1,8 @@
 package svctest
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,13 +30,22 @@ func BuildStatic(t testing.TB, pkg, version string) string {
 // ModuleRoot is the directory of the module's go.mod.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// moduleRoot is ModuleRoot for code that has no test to fail, such as StartDynalite.
+func moduleRoot() (string, error) {
 	b, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		t.Fatalf("svctest: go env GOMOD: %v", err)
+		return "", fmt.Errorf("svctest: go env GOMOD: %w", err)
 	}
 	mod := strings.TrimSpace(string(b))
 	if mod == "" || mod == os.DevNull {
-		t.Fatal("svctest: not inside the module")
+		return "", errors.New("svctest: not inside the module")
 	}
-	return filepath.Dir(mod)
+	return filepath.Dir(mod), nil
 }

@@ -1,8 +1,8 @@
-// Package svctest starts real redis-server, memcached and mariadbd processes on free
-// loopback ports, so tests and benchmarks exercise the same servers production uses
-// instead of fakes. It is a regular package, not a _test file, so a benchmark command can
-// reuse it; the Redis, Memcached, MariaDB and RedisCluster wrappers tie a process to a
-// test's lifetime.
+// Package svctest starts real redis-server, memcached, mariadbd and postgres processes
+// on free loopback ports, so tests and benchmarks exercise the same servers production
+// uses instead of fakes. It is a regular package, not a _test file, so a benchmark
+// command can reuse it; the Redis, Memcached, MariaDB, Postgres and RedisCluster
+// wrappers tie a process to a test's lifetime.
 package svctest
 
 import (
@@ -48,7 +48,7 @@ var errAddrInUse = errors.New("svctest: address already in use")
 // Proc is one service process. Its exported fields describe where it listens; they do
 // not change across Restart.
 type Proc struct {
-	Name string // "redis", "memcached" or "mariadb"
+	Name string // "redis", "memcached", "mariadb" or "postgres"
 	Addr string // "127.0.0.1:PORT"
 	Port int
 	Dir  string // its data directory
@@ -60,6 +60,15 @@ type Proc struct {
 	// race for the port.
 	probe func(ctx context.Context, addr string, pid int) error
 	wait  time.Duration // readiness deadline for one launch
+	// setup, if set, adjusts each launch's command before it starts, such as the
+	// user it runs as.
+	setup func(cmd *exec.Cmd)
+	// stopSignal asks the server to shut down cleanly; SIGTERM when zero.
+	stopSignal syscall.Signal
+	// tree marks a server whose work is done by child processes (PostgreSQL's
+	// backends, one per connection): Kill, Pause and Resume signal them too, so that
+	// a crash or a freeze takes the whole server, as it would the machine it runs on.
+	tree bool
 
 	mu  sync.Mutex
 	cur *run
@@ -125,7 +134,7 @@ func (p *Proc) Kill() error {
 	if r == nil {
 		return nil
 	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.signalRun(r, syscall.SIGKILL); err != nil {
 		return p.errorf(r, "kill: %w", err)
 	}
 	<-r.done // bounded: the process is gone and waitDelay caps the pipe copying
@@ -144,10 +153,14 @@ func (p *Proc) Stop() error {
 		return nil
 	default:
 	}
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return p.errorf(r, "SIGTERM: %w", err)
+	sig := p.stopSignal
+	if sig == 0 {
+		sig = syscall.SIGTERM
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGCONT) // a paused process handles SIGTERM only once continued
+	if err := r.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return p.errorf(r, "%v: %w", sig, err)
+	}
+	_ = p.signalRun(r, syscall.SIGCONT) // a paused process handles the signal only once continued
 	t := time.NewTimer(stopGrace)
 	defer t.Stop()
 	select {
@@ -172,8 +185,40 @@ func (p *Proc) signal(sig syscall.Signal) error {
 	if r == nil {
 		return errors.New("svctest: " + p.Name + " was never started")
 	}
-	if err := r.cmd.Process.Signal(sig); err != nil {
+	if err := p.signalRun(r, sig); err != nil {
 		return p.errorf(r, "%v: %w", sig, err)
+	}
+	return nil
+}
+
+// signalRun sends sig to r's process and, for a tree, to its children. The parent
+// of a tree is stopped first, so that it cannot fork a child the signal misses while
+// its children are listed, and gets sig last; unless sig stops or kills it, it is
+// then continued. A process that is already gone is no error.
+func (p *Proc) signalRun(r *run, sig syscall.Signal) error {
+	proc := r.cmd.Process
+	send := func(s syscall.Signal) error {
+		if err := proc.Signal(s); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
+		return nil
+	}
+	if !p.tree {
+		return send(sig)
+	}
+	if err := send(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for _, pid := range children(proc.Pid) {
+		_ = syscall.Kill(pid, sig) // it may have exited since it was listed
+	}
+	if sig != syscall.SIGSTOP {
+		if err := send(sig); err != nil {
+			return err
+		}
+	}
+	if sig != syscall.SIGSTOP && sig != syscall.SIGKILL {
+		return send(syscall.SIGCONT)
 	}
 	return nil
 }
@@ -231,6 +276,9 @@ func (p *Proc) launch() error {
 	r.cmd.Stdout = r.out
 	r.cmd.Stderr = r.out
 	r.cmd.WaitDelay = waitDelay
+	if p.setup != nil {
+		p.setup(r.cmd)
+	}
 	if err := Spawn(r.cmd); err != nil {
 		return p.errorf(r, "start: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -401,4 +402,73 @@ func TestPauseMakesRedisHangAndResumeAndStopWork(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Stop of a paused server took %v: it waited for the kill", d)
 	}
+}
+
+func TestPostgresKeepsDataAcrossKillAndRestart(t *testing.T) {
+	t.Parallel()
+	p := Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := pgConnect(t, ctx, p)
+	if _, err := conn.Exec(ctx, "CREATE TABLE horns (name TEXT); INSERT INTO horns VALUES ('sparkle')"); err != nil {
+		t.Fatal(err)
+	}
+	if p.ConnString("postgres") == "" || (&Proc{Name: "redis"}).ConnString("x") != "" {
+		t.Fatal("ConnString must be set for PostgreSQL only")
+	}
+
+	port := p.Port
+	killAndCheckGone(t, p)
+	// A crash takes the backends too: the open connection is dead at once.
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("a query on a connection to a killed server succeeded")
+	}
+	restart(t, p, port)
+	conn = pgConnect(t, ctx, p)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM horns").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("horns after restart = %d, %v; want 1", n, err)
+	}
+}
+
+func TestPausedPostgresHangsItsConnectionsAndResumes(t *testing.T) {
+	t.Parallel()
+	p := Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := pgConnect(t, ctx, p)
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	// An open connection's backend is frozen too, not only the postmaster.
+	qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := conn.Exec(qctx, "SELECT 1")
+	qcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a query to a paused server = %v, want DeadlineExceeded", err)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgConnect(t, ctx, p).Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("a query after Resume: %v", err)
+	}
+	// Stop is a fast shutdown: it does not wait for the open connection to leave.
+	start := time.Now()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Stop with a client connected took %v", took)
+	}
+}
+
+func pgConnect(t *testing.T, ctx context.Context, p *Proc) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, p.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

@@ -1,8 +1,12 @@
 package svctest
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -41,4 +45,37 @@ func spawner() {
 	for s := range spawns {
 		s.done <- s.cmd.Start()
 	}
+}
+
+// children returns the pids of pid's child processes, from /proc: every process whose
+// parent it is. A process that ends while the list is read is left out.
+func children(pid int) []int {
+	// /proc/<pid>/task/<tid>/children would be one read, but it needs a kernel built
+	// with CONFIG_PROC_CHILDREN; every Linux has the stat files.
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command, which is in parentheses and may hold spaces
+		// or parentheses itself, are: state, ppid, …
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			pids = append(pids, child)
+		}
+	}
+	return pids
 }

@@ -23,6 +23,29 @@ func MariaDB(t testing.TB) *Proc {
 	return startFor(t, StartMariaDB)
 }
 
+// Postgres starts PostgreSQL on a fresh cluster for t and stops it when t ends; a
+// failed start is fatal.
+func Postgres(t testing.TB) *Proc {
+	t.Helper()
+	return startFor(t, StartPostgres)
+}
+
+// Dynalite starts dynalite (installed by bash scripts/deps.sh) for t and stops it when
+// t ends; a failed start is fatal.
+func Dynalite(t testing.TB) *Dynamo {
+	t.Helper()
+	var d *Dynamo
+	startFor(t, func(dir string) (*Proc, error) {
+		var err error
+		d, err = StartDynalite(dir)
+		if err != nil {
+			return nil, err
+		}
+		return d.Proc, nil
+	})
+	return d
+}
+
 // startFor runs startIn on a temporary directory of t, fails t if it cannot, and stops
 // the process when t ends. The stop is registered after t.TempDir's removal, so
 // cleanups, which run last-in first-out, stop the server before its directory goes.

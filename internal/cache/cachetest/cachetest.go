@@ -28,8 +28,17 @@ type Backend struct {
 	// closed when t ends.
 	New func(t testing.TB, version int) Shared
 	// Put stores v as the raw value of key at version, bypassing the client, as a
-	// tampering or buggy writer would.
+	// tampering or buggy writer would. It replaces what key had.
 	Put func(t testing.TB, version int, key string, v []byte)
+	// Encode is the raw value the backend stores as key's answer r at version, from
+	// which the damaged values are made. If nil, cache.EncodeValue: the SQL
+	// backends store the token body alone.
+	Encode func(version int, key string, r calc.Result) []byte
+	// OtherVersionIsMiss is set for a backend that keeps the answers of every
+	// version under the same key, as the SQL tables do, where fleets of two
+	// CalcVersions share rows: another version's well-formed answer is then a miss,
+	// not damage.
+	OtherVersionIsMiss bool
 }
 
 // WantHit fails t unless c answers key with its right result at version.
@@ -114,25 +123,36 @@ func Conformance(t *testing.T, b Backend) {
 	t.Run("a value that is not the exact answer is corrupt", func(t *testing.T) {
 		const key = "tampered"
 		c := b.New(t, 3)
-		right := cache.EncodeValue(3, key, calc.Sum(3, []byte(key)))
+		encode := b.Encode
+		if encode == nil {
+			encode = cache.EncodeValue
+		}
+		right := encode(3, key, calc.Sum(3, []byte(key)))
 		flipped := slices.Clone(right)
 		flipped[10] ^= 1
 		wrong := calc.Sum(3, []byte(key))
 		wrong[0] ^= 1
-		for name, v := range map[string][]byte{
-			"garbage":                       []byte("not a unicorn"),
-			"empty":                         {},
-			"another key's valid entry":     cache.EncodeValue(3, "other", calc.Sum(3, []byte("other"))),
-			"one byte flipped":              flipped,
-			"a wrong result":                cache.EncodeValue(3, key, wrong),
-			"the answer of another version": cache.EncodeValue(4, key, calc.Sum(4, []byte(key))),
-			"the right value truncated":     right[:len(right)-1],
-			"the right value and more":      append(slices.Clone(right), "\nmore"...),
+		otherVersion := cache.ErrCorrupt
+		if b.OtherVersionIsMiss {
+			otherVersion = cache.ErrMiss
+		}
+		for name, tc := range map[string]struct {
+			v    []byte
+			want error
+		}{
+			"garbage":                       {[]byte("not a unicorn"), cache.ErrCorrupt},
+			"empty":                         {[]byte{}, cache.ErrCorrupt},
+			"another key's valid entry":     {encode(3, "other", calc.Sum(3, []byte("other"))), cache.ErrCorrupt},
+			"one byte flipped":              {flipped, cache.ErrCorrupt},
+			"a wrong result":                {encode(3, key, wrong), cache.ErrCorrupt},
+			"the answer of another version": {encode(4, key, calc.Sum(4, []byte(key))), otherVersion},
+			"the right value truncated":     {right[:len(right)-1], cache.ErrCorrupt},
+			"the right value and more":      {append(slices.Clone(right), "\nmore"...), cache.ErrCorrupt},
 		} {
 			t.Run(name, func(t *testing.T) {
-				b.Put(t, 3, key, v)
-				if r, err := c.Get(ctx, key); !errors.Is(err, cache.ErrCorrupt) {
-					t.Fatalf("Get = %x, %v; want ErrCorrupt", r, err)
+				b.Put(t, 3, key, tc.v)
+				if r, err := c.Get(ctx, key); !errors.Is(err, tc.want) {
+					t.Fatalf("Get = %x, %v; want %v", r, err, tc.want)
 				}
 			})
 		}

@@ -32,19 +32,25 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/sqlname"
 )
 
 // ErrNoTable is wrapped by Init (and by every operation that calls it) when the
 // configured table, or its database, does not exist and Options.CreateTable is false.
-// The server treats it as a configuration error, not as an outage: the message says
-// how to create the table.
-var ErrNoTable = errors.New("mysql: table does not exist")
+// It matches cache.ErrUnusable: the server treats it as a configuration error, not
+// as an outage. The message says how to create the table.
+var ErrNoTable = cache.Unusable("mysql: table does not exist")
 
 // ErrSchema is wrapped by Init (and by every operation that calls it) when the
 // table exists but cannot be used: it lacks a required column, its id is not
 // AUTO_INCREMENT, or requestvalue or requestid is too short. Like ErrNoTable it
-// is a configuration error, not an outage; the message says what to change.
-var ErrSchema = errors.New("mysql: table cannot be used")
+// matches cache.ErrUnusable; the message says what to change.
+var ErrSchema = cache.Unusable("mysql: table cannot be used")
+
+var (
+	_ cache.Initializer    = (*Cache)(nil)
+	_ cache.CountingPurger = (*Cache)(nil)
+)
 
 // DefaultTable is the table name contest teams were told to create.
 const DefaultTable = "unicorntable"
@@ -113,6 +119,9 @@ type Options struct {
 // Cache is the MySQL/MariaDB backend. It is safe for concurrent use. New does no
 // network I/O; the first operation (or Init, or Ping) inspects the table and
 // prepares the statements for what it found.
+//
+// Besides cache.Cache, it is a cache.Initializer (calcserver runs Init at startup
+// and before purge) and a cache.CountingPurger.
 type Cache struct {
 	o     Options
 	name  string // `db`.`table`, for messages
@@ -155,8 +164,8 @@ func New(o Options) (*Cache, error) {
 	if o.Table == "" {
 		o.Table = DefaultTable
 	}
-	if !ValidIdentifier(o.Table) {
-		return nil, fmt.Errorf("mysql: table name %q is not an identifier: a letter or _, then up to 63 letters, digits or _", o.Table)
+	if !sqlname.Valid(o.Table) {
+		return nil, fmt.Errorf("mysql: table name %q is not an identifier: %s", o.Table, sqlname.Rule)
 	}
 	if o.DB == "" {
 		return nil, errors.New("mysql: no database name (MysqlDb) given")
@@ -322,23 +331,6 @@ func open(cfg *mysql.Config) (*sql.DB, error) {
 		return nil, fmt.Errorf("mysql: %s: %w", cfg.Addr, err)
 	}
 	return sql.OpenDB(conn), nil
-}
-
-// ValidIdentifier reports whether s is [A-Za-z_][A-Za-z0-9_]{0,63}: a table name that
-// cannot break out of its backticks. New refuses any other Table, and config checks
-// MysqlTable with it so the user hears of a bad name at its line.
-func ValidIdentifier(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		letter := ch == '_' || ('a' <= ch && ch <= 'z') || ('A' <= ch && ch <= 'Z')
-		if !letter && (i == 0 || ch < '0' || ch > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // requestID is the requestid under which key is stored: the key itself when the

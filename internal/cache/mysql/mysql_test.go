@@ -958,14 +958,3 @@ func TestInitLogsTheTablesWarnings(t *testing.T) {
 		t.Fatalf("Init did not log the table's warnings:\n%s", out)
 	}
 }
-
-func TestValidIdentifier(t *testing.T) {
-	for s, want := range map[string]bool{
-		"unicorntable": true, "_t": true, "T2": true, strings.Repeat("t", 64): true,
-		"": false, "2t": false, "a`b": false, "d.t": false, "a b": false, "tä": false, strings.Repeat("t", 65): false,
-	} {
-		if got := ValidIdentifier(s); got != want {
-			t.Errorf("ValidIdentifier(%q) = %v, want %v", s, got, want)
-		}
-	}
-}

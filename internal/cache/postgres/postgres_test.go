@@ -1,0 +1,1208 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
+	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
+)
+
+// contestTable is the statement contest teams were given, verbatim.
+const contestTable = "CREATE TABLE IF NOT EXISTS unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)"
+
+// server is the one PostgreSQL the package's tests share (each in its own
+// database); only tests that kill or pause a server start their own.
+var server *svctest.Proc
+
+// dbSeq numbers the per-test databases.
+var dbSeq atomic.Int64
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "pgcache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "postgres tests:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	server, err = svctest.StartPostgres(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "postgres tests: cannot start postgres:", err)
+		return 1
+	}
+	defer func() {
+		if err := server.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "postgres tests: stop postgres:", err)
+		}
+	}()
+	code := m.Run()
+	// Every test shares this server, so its crash fails them all with connection
+	// errors that do not say why; its own last words do.
+	if err := server.Exited(); err != nil {
+		fmt.Fprintln(os.Stderr, "postgres tests: the shared postgres died during the tests:", err)
+		return 1
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "postgres tests: the shared postgres at %s still runs; its log ends:\n%s\n", server.Addr, server.Output())
+	}
+	return code
+}
+
+// testDB creates a fresh database on p and returns its name and a superuser pool
+// on it for arranging and inspecting rows by hand.
+func testDB(t testing.TB, p *svctest.Proc) (string, *pgxpool.Pool) {
+	t.Helper()
+	name := fmt.Sprintf("t_%d", dbSeq.Add(1))
+	root, err := pgxpool.New(ctxT(t), p.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, err := root.Exec(ctxT(t), "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgxpool.New(ctxT(t), p.ConnString(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return name, db
+}
+
+// ctxT is a context that bounds one test's database calls.
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// exec runs a statement by hand.
+func exec(t testing.TB, db *pgxpool.Pool, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(ctxT(t), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// queryInt returns the single integer q selects; NULL is 0.
+func queryInt(t testing.TB, db *pgxpool.Pool, q string, args ...any) int {
+	t.Helper()
+	var n *int64
+	if err := db.QueryRow(ctxT(t), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	if n == nil {
+		return 0
+	}
+	return int(*n)
+}
+
+// newCache returns a Cache for database db on p, closed when t ends.
+func newCache(t testing.TB, p *svctest.Proc, db string, o Options) *Cache {
+	t.Helper()
+	o.Host, o.Port, o.User, o.DB = "127.0.0.1", p.Port, "postgres", db
+	if o.SSLMode == "" {
+		o.SSLMode = "disable"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second // generous: tests run in parallel under -race
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// contest returns a fresh database holding the contest table and a Cache on it.
+func contest(t testing.TB, o Options) (*Cache, *pgxpool.Pool, string) {
+	t.Helper()
+	name, db := testDB(t, server)
+	exec(t, db, contestTable)
+	return newCache(t, server, name, o), db, name
+}
+
+// wantHit fails t unless c returns key's right answer at version.
+func wantHit(t testing.TB, c *Cache, version int, key string) {
+	t.Helper()
+	got, err := c.Get(ctxT(t), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v, want a hit", key, err)
+	}
+	if want := calc.Sum(version, []byte(key)); got != want {
+		t.Fatalf("Get(%q) = %x, want %x", key, got, want)
+	}
+}
+
+// wantErr fails t unless Get(key) returns an error that is target.
+func wantErr(t testing.TB, c *Cache, key string, target error) {
+	t.Helper()
+	_, err := c.Get(ctxT(t), key)
+	if !errors.Is(err, target) {
+		t.Fatalf("Get(%q) error = %v, want %v", key, err, target)
+	}
+}
+
+// set stores key's right answer at version through c.
+func set(t testing.TB, c *Cache, version int, key string) {
+	t.Helper()
+	if err := c.Set(ctxT(t), key, calc.Sum(version, []byte(key))); err != nil {
+		t.Fatalf("Set(%q): %v", key, err)
+	}
+}
+
+func token(version int, key string) string {
+	return string(calc.Body(calc.Token, version, []byte(key)))
+}
+
+func hashed(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// tamper changes one character of a token, keeping its length and alphabet.
+func tamper(tok string) string {
+	b := []byte(tok)
+	if b[100] == 'A' {
+		b[100] = 'B'
+	} else {
+		b[100] = 'A'
+	}
+	return string(b)
+}
+
+// flushHits writes the counted hits now instead of within HitFlush.
+func flushHits(t *testing.T, c *Cache) {
+	t.Helper()
+	if err := c.FlushHits(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	for name, create := range map[string]bool{"on the contest table": false, "on a managed table": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbName, db := testDB(t, server)
+			if !create {
+				exec(t, db, contestTable)
+			}
+			cachetest.Conformance(t, cachetest.Backend{
+				New: func(t testing.TB, version int) cachetest.Shared {
+					return newCache(t, server, dbName, Options{Version: version, CreateTable: create})
+				},
+				Put: func(t testing.TB, version int, key string, v []byte) {
+					c := newCache(t, server, dbName, Options{Version: version, CreateTable: create})
+					if err := c.Init(ctxT(t)); err != nil {
+						t.Fatal(err)
+					}
+					rid := c.state.Load().requestID(key)
+					exec(t, db, "DELETE FROM unicorntable WHERE requestid = $1", rid)
+					exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0)", rid, string(v))
+				},
+				Encode: func(version int, key string, r calc.Result) []byte {
+					return calc.AppendBody(nil, calc.Token, version, []byte(key), &r)
+				},
+				OtherVersionIsMiss: true,
+			})
+		})
+	}
+}
+
+func TestContestTableStoresThenHits(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
+	wantErr(t, c, key, cache.ErrMiss)
+	set(t, c, 1, key)
+	wantHit(t, c, 1, key)
+	if m := c.Mode(); m != "contest" {
+		t.Errorf("Mode() = %q, want contest", m)
+	}
+	flushHits(t, c)
+	var rid, val string
+	var hits int
+	if err := db.QueryRow(ctxT(t), "SELECT requestid, requestvalue, hits FROM unicorntable").Scan(&rid, &val, &hits); err != nil {
+		t.Fatal(err)
+	}
+	if rid != key || val != token(1, key) || hits != 1 {
+		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, token(1, key))
+	}
+	// Setting the same answer again adds no row.
+	set(t, c, 1, key)
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
+		t.Errorf("%d rows after a second Set of the same answer, want 1", n)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "TTL") {
+		t.Errorf("Warnings() = %q, want none about a TTL without one", w)
+	}
+}
+
+func TestAnotherHostHitsWhatOneStored(t *testing.T) {
+	t.Parallel()
+	a, _, name := contest(t, Options{})
+	b := newCache(t, server, name, Options{})
+	set(t, a, 1, "3615-7184-2117")
+	wantHit(t, b, 1, "3615-7184-2117")
+}
+
+func TestHitsColumnCountsEveryHit(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "testing")
+	set(t, c, 1, "other")
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
+		t.Fatalf("hits = %d after Set, want 0", n)
+	}
+	for range 3 {
+		wantHit(t, c, 1, "testing")
+	}
+	wantHit(t, c, 1, "other")
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
+		t.Fatalf("hits = %d before a flush: hits are written every HitFlush, not per hit", n)
+	}
+	flushHits(t, c)
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 3 {
+		t.Errorf("hits = %d after 3 hits, want 3", n)
+	}
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'other'"); n != 1 {
+		t.Errorf("hits of the other key = %d, want 1", n)
+	}
+}
+
+func TestHitsCountsRowsInsertedWithNullHits(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES ($1, $2)", "k", token(1, "k"))
+	wantHit(t, c, 1, "k")
+	flushHits(t, c)
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 1 {
+		t.Errorf("hits = %d, want 1", n)
+	}
+}
+
+func TestHitsOfManyRowsAreWrittenInBatches(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	const n = hitBatch + 234
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'k' || i, 'x', 0 FROM generate_series(1, $1::int) i", n)
+	for id := int64(1); id <= n; id++ {
+		c.countHit(id)
+	}
+	c.countHit(1)
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	flushHits(t, c)
+	if got := queryInt(t, db, "SELECT SUM(hits) FROM unicorntable"); got != n+1 {
+		t.Errorf("%d hits written, want %d", got, n+1)
+	}
+	if got := queryInt(t, db, "SELECT hits FROM unicorntable WHERE id = 1"); got != 2 {
+		t.Errorf("row 1 has %d hits, want 2", got)
+	}
+}
+
+func TestLookupsTakeTheNewestRow(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
+		"old-bad", tamper(token(1, "old-bad")), token(1, "old-bad"))
+	wantHit(t, c, 1, "old-bad")
+
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
+		"new-bad", token(1, "new-bad"), tamper(token(1, "new-bad")))
+	wantErr(t, c, "new-bad", cache.ErrCorrupt)
+}
+
+func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "abc")
+	wantErr(t, c, "ABC", cache.ErrMiss)
+	wantErr(t, c, "abc ", cache.ErrMiss)
+	set(t, c, 1, "ABC")
+	set(t, c, 1, "abc ")
+	for _, k := range []string{"abc", "ABC", "abc "} {
+		wantHit(t, c, 1, k)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 3 {
+		t.Errorf("%d rows, want 3", n)
+	}
+	if err := c.Delete(ctxT(t), "ABC"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, c, "ABC", cache.ErrMiss)
+	wantHit(t, c, 1, "abc")
+}
+
+func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	for name, key := range map[string]string{
+		"a 300-byte key":                  strings.Repeat("x", 300),
+		"256 characters":                  strings.Repeat("é", 256),
+		"an invalid UTF-8 key":            "caf\xe9",
+		"a key with a NUL byte":           "nul\x00byte",
+		"a key that looks like a hash":    hashed("other"),
+		"a key that starts like a hash":   "sha256:",
+		"a 1024-byte key of 4-byte runes": strings.Repeat("🦄", 256),
+	} {
+		t.Run(name, func(t *testing.T) {
+			set(t, c, 1, key)
+			wantHit(t, c, 1, key)
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", hashed(key)); n != 1 {
+				t.Errorf("%d rows under %s, want 1", n, hashed(key))
+			}
+		})
+	}
+}
+
+func TestKeysTheColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	for _, key := range []string{strings.Repeat("y", 255), strings.Repeat("é", 255), "clé-ünicorn-🦄", "tab\tand\nnewline"} {
+		set(t, c, 1, key)
+		wantHit(t, c, 1, key)
+		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", key); n != 1 {
+			t.Errorf("%d rows under the key %q itself, want 1", n, key)
+		}
+	}
+}
+
+func TestATamperedValueIsCorrupt(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "testing")
+	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", tamper(token(1, "testing")))
+	wantErr(t, c, "testing", cache.ErrCorrupt)
+	exec(t, db, "UPDATE unicorntable SET requestvalue = NULL")
+	wantErr(t, c, "testing", cache.ErrCorrupt)
+	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", token(1, "another key"))
+	wantErr(t, c, "testing", cache.ErrCorrupt)
+}
+
+func TestAnotherVersionsAnswerIsAMiss(t *testing.T) {
+	t.Parallel()
+	v1, _, name := contest(t, Options{})
+	v2 := newCache(t, server, name, Options{Version: 2})
+	set(t, v2, 2, "testing")
+	wantErr(t, v1, "testing", cache.ErrMiss)
+	// Both fleets keep hitting their own rows once both are stored.
+	set(t, v1, 1, "testing")
+	wantHit(t, v1, 1, "testing")
+	wantHit(t, v2, 2, "testing")
+}
+
+func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
+	t.Parallel()
+	c, _, name := contest(t, Options{TTL: time.Hour})
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "CacheTTL") || !strings.Contains(w, "table unicorntable in database "+name) {
+		t.Errorf("Warnings() = %q, want CacheTTL and the table named", w)
+	}
+	// The TTL is not enforced, so an old row still hits.
+	set(t, c, 1, "testing")
+	wantHit(t, c, 1, "testing")
+}
+
+func TestMissingTableWithoutCreateTable(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	c := newCache(t, server, name, Options{})
+	err := c.Init(ctxT(t))
+	if !errors.Is(err, ErrNoTable) {
+		t.Fatalf("Init() = %v, want ErrNoTable", err)
+	}
+	for _, want := range []string{contestTable, "PgsqlCreateTable", "table unicorntable in database " + name} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Init() = %q, want it to contain %q", err, want)
+		}
+	}
+	if _, err := c.Get(ctxT(t), "k"); !errors.Is(err, ErrNoTable) {
+		t.Errorf("Get() = %v, want ErrNoTable", err)
+	}
+	if err := c.Ping(ctxT(t)); !errors.Is(err, ErrNoTable) {
+		t.Errorf("Ping() = %v, want ErrNoTable", err)
+	}
+	if m := c.Mode(); m != "" {
+		t.Errorf("Mode() = %q before a successful Init, want empty", m)
+	}
+	// The statement in the message works as given; the backend then recovers.
+	exec(t, db, contestTable)
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Fatalf("Ping() after creating the table = %v", err)
+	}
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+}
+
+func TestAReservedTableNameIsQuotedInTheStatement(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	c := newCache(t, server, name, Options{Table: "User"})
+	err := c.Init(ctxT(t))
+	const stmt = `CREATE TABLE IF NOT EXISTS "user" (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)`
+	if !errors.Is(err, ErrNoTable) || !strings.Contains(err.Error(), stmt) {
+		t.Fatalf("Init() = %v, want ErrNoTable with %s", err, stmt)
+	}
+	exec(t, db, stmt)
+	set(t, c, 1, "k")
+	if n := queryInt(t, db, `SELECT COUNT(*) FROM "user"`); n != 1 {
+		t.Errorf("%d rows, want 1", n)
+	}
+}
+
+func TestAMixedCaseTableNameIsFoldedAsUnquotedSQLIs(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	exec(t, db, strings.Replace(contestTable, "unicorntable", "UnicornTable", 1)) // unquoted: folded
+	c := newCache(t, server, name, Options{Table: "UnicornTable"})
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
+		t.Errorf("%d rows, want 1", n)
+	}
+}
+
+func TestMissingDatabaseIsNoTable(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, server, "no_such_db", Options{})
+	err := c.Init(ctxT(t))
+	if !errors.Is(err, ErrNoTable) || !strings.Contains(err.Error(), "CREATE DATABASE no_such_db") {
+		t.Fatalf("Init() = %v, want ErrNoTable naming the database", err)
+	}
+}
+
+func TestCreateTableMakesAManagedTable(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Hour})
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Mode(); m != "managed" {
+		t.Errorf("Mode() = %q, want managed", m)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() = %q, want none", w)
+	}
+
+	t.Run("Set replaces the key's row", func(t *testing.T) {
+		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits, version) VALUES ($1, $2, 0, 1)", "k", tamper(token(1, "k")))
+		wantErr(t, c, "k", cache.ErrCorrupt)
+		set(t, c, 1, "k")
+		set(t, c, 1, "k")
+		wantHit(t, c, 1, "k")
+		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 1 {
+			t.Errorf("%d rows for k, want 1", n)
+		}
+	})
+	t.Run("two versions keep a row each", func(t *testing.T) {
+		v2 := newCache(t, server, name, Options{CreateTable: true, Version: 2})
+		set(t, c, 1, "both")
+		set(t, v2, 2, "both")
+		set(t, c, 1, "both")
+		wantHit(t, c, 1, "both")
+		wantHit(t, v2, 2, "both")
+		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'both'"); n != 2 {
+			t.Errorf("%d rows for the key, want one per version", n)
+		}
+	})
+	t.Run("keys differing in case get their own rows", func(t *testing.T) {
+		set(t, c, 1, "abc")
+		set(t, c, 1, "ABC")
+		wantHit(t, c, 1, "abc")
+		wantHit(t, c, 1, "ABC")
+	})
+	t.Run("an entry older than the TTL is a miss until set again", func(t *testing.T) {
+		set(t, c, 1, "old")
+		exec(t, db, "UPDATE unicorntable SET created_at = now() - interval '2 hours' WHERE requestid = 'old'")
+		wantErr(t, c, "old", cache.ErrMiss)
+		set(t, c, 1, "old")
+		wantHit(t, c, 1, "old")
+	})
+	t.Run("a second Init and another Cache reuse the table", func(t *testing.T) {
+		if err := c.Init(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		other := newCache(t, server, name, Options{CreateTable: true})
+		wantHit(t, other, 1, "k")
+	})
+}
+
+func TestTTLExpiresInRealTime(t *testing.T) {
+	t.Parallel()
+	name, _ := testDB(t, server)
+	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Second})
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Get(ctxT(t), "k")
+		if errors.Is(err, cache.ErrMiss) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("entry with a 1s TTL still served after 10s")
+		}
+		// Time passing is the event waited for; nothing can signal it.
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestManagedTableWithoutUniqueIndexHonoursTTL(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT, created_at TIMESTAMP NOT NULL DEFAULT now())")
+	c := newCache(t, server, name, Options{TTL: time.Hour})
+	set(t, c, 1, "k")
+	exec(t, db, "UPDATE unicorntable SET created_at = created_at - interval '2 hours'")
+	wantErr(t, c, "k", cache.ErrMiss)
+	set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
+	wantHit(t, c, 1, "k")
+	if m := c.Mode(); m != "managed" {
+		t.Errorf("Mode() = %q, want managed", m)
+	}
+}
+
+func TestATeamsUniqueIndexOnRequestIDMakesSetReplace(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	exec(t, db, "CREATE UNIQUE INDEX ON unicorntable (requestid)")
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 7)")
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
+		t.Errorf("%d rows, want the one replaced", n)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
+		t.Errorf("Warnings() = %q, want none about an index", w)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "k")
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 0), ('other', 'junk', 0)")
+	if err := c.Delete(ctxT(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, c, "k", cache.ErrMiss)
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
+		t.Errorf("%d rows left, want only the other key's", n)
+	}
+	long := strings.Repeat("z", 400)
+	set(t, c, 1, long)
+	if err := c.Delete(ctxT(t), long); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, c, long, cache.ErrMiss)
+}
+
+func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
+	t.Parallel()
+	c, db, name := contest(t, Options{})
+	for _, k := range []string{"keep-1", "drop-1", "drop-2", strings.Repeat("drop", 100), "caf\xe9"} {
+		set(t, c, 1, k)
+	}
+	set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (NULL, 'x', 0)")
+	removed, skipped, err := c.PurgeCounts(ctxT(t), func(k string) bool { return strings.Contains(k, "drop") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != 3 || skipped != 2 {
+		t.Errorf("PurgeCounts() = %d removed, %d skipped; want 3, 2", removed, skipped)
+	}
+	wantErr(t, c, "drop-1", cache.ErrMiss)
+	wantHit(t, c, 1, "keep-1")
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 4 {
+		t.Errorf("%d rows left, want 4", n)
+	}
+}
+
+func TestPurgeDeletesInBatches(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	const n = 1234
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-' || i, 'x', 0 FROM generate_series(1, $1::int) i", n)
+	set(t, c, 1, "keep")
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-late-' || i, 'x', 0 FROM generate_series(1, 10) i")
+	removed, err := c.Purge(ctxT(t), func(k string) bool { return strings.HasPrefix(k, "batch-") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != n+10 {
+		t.Errorf("Purge() = %d, want %d", removed, n+10)
+	}
+	if left := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); left != 1 {
+		t.Errorf("%d rows left, want 1", left)
+	}
+}
+
+func TestTablesInitRejects(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		create string
+		want   []string
+	}{
+		"a table without hits and id names both": {
+			"CREATE TABLE unicorntable (requestid VARCHAR(255), requestvalue VARCHAR(255))",
+			[]string{"id, hits", "lacks", contestTable},
+		},
+		"a requestvalue too short for a token": {
+			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(100), hits INT)",
+			[]string{"requestvalue", "VARCHAR(100)", "244"},
+		},
+		"a requestvalue that pads": {
+			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue CHAR(255), hits INT)",
+			[]string{"requestvalue", "CHAR(255)"},
+		},
+		"an id without a sequence": {
+			"CREATE TABLE unicorntable (id INT PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)",
+			[]string{"sequence", "SERIAL"},
+		},
+		"a requestid too short for a hashed key": {
+			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(40), requestvalue VARCHAR(255), hits INT)",
+			[]string{"requestid", "71"},
+		},
+		"a requestid that is a number": {
+			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid INT, requestvalue VARCHAR(255), hits INT)",
+			[]string{"requestid", "INT4"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbName, db := testDB(t, server)
+			exec(t, db, tc.create)
+			c := newCache(t, server, dbName, Options{CreateTable: true})
+			err := c.Init(ctxT(t))
+			if !errors.Is(err, ErrSchema) || errors.Is(err, ErrNoTable) {
+				t.Fatalf("Init() = %v, want ErrSchema and not ErrNoTable", err)
+			}
+			if _, err := c.Get(ctxT(t), "k"); !errors.Is(err, ErrSchema) {
+				t.Errorf("Get() = %v, want ErrSchema", err)
+			}
+			if err := c.Ping(ctxT(t)); !errors.Is(err, ErrSchema) {
+				t.Errorf("Ping() = %v, want ErrSchema", err)
+			}
+			for _, w := range append(tc.want, "table unicorntable in database "+dbName) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Init() = %q, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestIdentityAndTextColumnsAreAccepted(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	exec(t, db, "CREATE TABLE unicorntable (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, requestid TEXT, requestvalue TEXT, hits BIGINT)")
+	c := newCache(t, server, name, Options{})
+	key := strings.Repeat("t", 600)
+	set(t, c, 1, key)
+	wantHit(t, c, 1, key)
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", hashed(key)); n != 1 {
+		t.Errorf("%d rows under the hashed key, want 1: keys are kept to 255 characters", n)
+	}
+}
+
+func TestNarrowRequestIDHashesWhatItCannotHold(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(100), requestvalue VARCHAR(255), hits INT)")
+	c := newCache(t, server, name, Options{})
+	for _, key := range []string{"ascii", strings.Repeat("é", 100), strings.Repeat("k", 101)} {
+		set(t, c, 1, key)
+		wantHit(t, c, 1, key)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 1 {
+		t.Errorf("%d hashed rows, want 1", n)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "100") {
+		t.Errorf("Warnings() = %q, want the width", w)
+	}
+}
+
+func TestADatabaseThatIsNotUTF8HashesNonASCIIKeys(t *testing.T) {
+	t.Parallel()
+	name := fmt.Sprintf("t_%d", dbSeq.Add(1))
+	root, err := pgxpool.New(ctxT(t), server.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	exec(t, root, "CREATE DATABASE "+name+" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	db, err := pgxpool.New(ctxT(t), server.ConnString(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec(t, db, contestTable)
+	c := newCache(t, server, name, Options{})
+	for _, key := range []string{"ascii", "clé", "🦄"} {
+		set(t, c, 1, key)
+		wantHit(t, c, 1, key)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 2 {
+		t.Errorf("%d hashed rows, want 2", n)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "LATIN1") {
+		t.Errorf("Warnings() = %q, want the encoding named", w)
+	}
+}
+
+func TestADroppedTableIsNoticed(t *testing.T) {
+	t.Parallel()
+	for _, create := range []bool{false, true} {
+		t.Run(fmt.Sprintf("CreateTable=%v", create), func(t *testing.T) {
+			t.Parallel()
+			name, db := testDB(t, server)
+			c := newCache(t, server, name, Options{CreateTable: create})
+			if !create {
+				exec(t, db, contestTable)
+			}
+			set(t, c, 1, "k") // creates the table when allowed
+			exec(t, db, "DROP TABLE unicorntable")
+			if _, err := c.Get(ctxT(t), "k"); err == nil || errors.Is(err, cache.ErrMiss) {
+				t.Fatalf("Get() on a dropped table = %v, want an error", err)
+			}
+			err := c.Ping(ctxT(t))
+			if create {
+				if err != nil {
+					t.Fatalf("Ping() = %v, want the table re-created", err)
+				}
+				wantErr(t, c, "k", cache.ErrMiss)
+				set(t, c, 1, "k")
+				wantHit(t, c, 1, "k")
+			} else if !errors.Is(err, ErrNoTable) {
+				t.Fatalf("Ping() = %v, want ErrNoTable", err)
+			}
+		})
+	}
+}
+
+func TestConcurrentFirstUseInitialisesOnce(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	c := newCache(t, server, name, Options{CreateTable: true})
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := range 32 {
+		wg.Go(func() {
+			key := fmt.Sprintf("key-%d", i%4)
+			if err := c.Set(ctxT(t), key, calc.Sum(1, []byte(key))); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := c.Get(ctxT(t), key); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 4 {
+		t.Errorf("%d rows, want 4", n)
+	}
+}
+
+func TestInitHonoursAContextThatEndsWhileWaiting(t *testing.T) {
+	t.Parallel()
+	c, _, _ := contest(t, Options{})
+	c.initSem <- struct{}{} // as if another Init were running
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := c.Init(ctx)
+	<-c.initSem
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Init() = %v, want DeadlineExceeded", err)
+	}
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSSLModePreferFallsBackToPlaintext(t *testing.T) {
+	t.Parallel()
+	c, _, _ := contest(t, Options{SSLMode: "prefer"})
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+}
+
+func TestSSLModeRequireFailsOnAServerWithoutTLS(t *testing.T) {
+	t.Parallel()
+	c, _, _ := contest(t, Options{SSLMode: "require"})
+	if err := c.Init(ctxT(t)); err == nil || errors.Is(err, ErrNoTable) {
+		t.Fatalf("Init() = %v, want a connection error: the server offers no TLS", err)
+	}
+}
+
+func TestAFailedLoginIsAnErrorThatDoesNotShowThePassword(t *testing.T) {
+	t.Parallel()
+	name, db := testDB(t, server)
+	exec(t, db, contestTable)
+	c, err := New(Options{Host: "127.0.0.1", Port: server.Port, User: "no_such_user", Pass: "s3cr3t-p@ss", DB: name, SSLMode: "disable", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Init(ctxT(t))
+	if err == nil || errors.Is(err, ErrNoTable) {
+		t.Fatalf("Init() as an unknown role = %v, want a connection error", err)
+	}
+	if strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("Init() = %q, which shows the password", err)
+	}
+}
+
+func TestKilledServerFailsFastAndRecovers(t *testing.T) {
+	t.Parallel()
+	p := svctest.Postgres(t)
+	name, db := testDB(t, p)
+	exec(t, db, contestTable)
+	const timeout = 200 * time.Millisecond
+	c := newCache(t, p, name, Options{Timeout: timeout})
+	set(t, c, 1, "k")
+	wantHit(t, c, 1, "k")
+
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // stale pooled connections, then fresh dials
+		for _, op := range []struct {
+			name string
+			do   func() error
+		}{
+			{"Get", func() error { _, err := c.Get(context.Background(), "k"); return err }},
+			{"Set", func() error { return c.Set(context.Background(), "during", calc.Sum(1, []byte("during"))) }},
+			{"Ping", func() error { return c.Ping(context.Background()) }},
+		} {
+			start := time.Now()
+			err := op.do()
+			if took := time.Since(start); took > timeout+300*time.Millisecond {
+				t.Errorf("%s #%d on a killed server took %v, want about %v at most", op.name, i, took, timeout)
+			}
+			if err == nil || errors.Is(err, cache.ErrMiss) || errors.Is(err, ErrNoTable) {
+				t.Fatalf("%s #%d on a killed server = %v, want a connection error", op.name, i, err)
+			}
+		}
+	}
+	// A Cache made while the server is down starts uninitialised, with a plain error.
+	down := newCache(t, p, name, Options{Timeout: timeout})
+	if err := down.Ping(context.Background()); err == nil || errors.Is(err, ErrNoTable) {
+		t.Fatalf("Ping() on a killed server = %v, want a connection error", err)
+	}
+
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Cache{c, down} {
+		deadline := time.Now().Add(5 * time.Second)
+		for c.Ping(ctxT(t)) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("Ping() still failing 5s after Restart: %v", c.Ping(ctxT(t)))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		wantHit(t, c, 1, "k") // the server kept its data
+		set(t, c, 1, "after")
+		wantHit(t, c, 1, "after")
+	}
+}
+
+func TestPausedServerFailsWithinTimeout(t *testing.T) {
+	t.Parallel()
+	p := svctest.Postgres(t)
+	name, db := testDB(t, p)
+	exec(t, db, contestTable)
+	const timeout = 200 * time.Millisecond
+	c := newCache(t, p, name, Options{Timeout: timeout})
+	set(t, c, 1, "k")
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		start := time.Now()
+		_, err := c.Get(context.Background(), "k")
+		if took := time.Since(start); took > timeout+300*time.Millisecond {
+			t.Errorf("Get #%d on a paused server took %v, want about %v at most", i, took, timeout)
+		}
+		if err == nil || errors.Is(err, cache.ErrMiss) {
+			t.Fatalf("Get #%d on a paused server = %v, want an error", i, err)
+		}
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Get(ctxT(t), "k")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Get still failing 5s after Resume: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for name, o := range map[string]Options{
+		"a table name with a quote":     {Host: "h", DB: "d", Table: `a"b`},
+		"a table name with a dot":       {Host: "h", DB: "d", Table: "s.t"},
+		"a table name that is too long": {Host: "h", DB: "d", Table: strings.Repeat("t", 64)},
+		"no database":                   {Host: "h"},
+		"no host":                       {DB: "d"},
+		"an unknown SSL mode":           {Host: "h", DB: "d", SSLMode: "yes"},
+		"a version out of range":        {Host: "h", DB: "d", Version: -1},
+		"a negative TTL":                {Host: "h", DB: "d", TTL: -time.Second},
+		"two different ports":           {Host: "h:5433", Port: 5432, DB: "d"},
+		"a port out of range":           {Host: "h", Port: 70000, DB: "d"},
+		"a bad port in the host":        {Host: "h:x", DB: "d"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if c, err := New(o); err == nil {
+				c.Close()
+				t.Fatalf("New(%+v) succeeded, want an error", o)
+			}
+		})
+	}
+}
+
+func TestNewDefaultsAndAddresses(t *testing.T) {
+	for host, want := range map[string]string{
+		"db.example":      "db.example:5432",
+		"db.example:5433": "db.example:5433",
+		"::1":             "[::1]:5432",
+		"[::1]:5440":      "[::1]:5440",
+	} {
+		c, err := New(Options{Host: host, DB: "d", User: "u", Pass: `it's \ odd`})
+		if err != nil {
+			t.Fatalf("New(Host: %q): %v", host, err)
+		}
+		if c.addr != want || c.table != DefaultTable || c.o.Timeout != DefaultTimeout || c.o.Version != 1 || c.o.SSLMode != "prefer" {
+			t.Errorf("New(Host: %q) = addr %q, table %q, timeout %v, version %d, sslmode %q", host, c.addr, c.table, c.o.Timeout, c.o.Version, c.o.SSLMode)
+		}
+		if cfg := c.db.Config().ConnConfig; cfg.Password != `it's \ odd` || cfg.User != "u" || cfg.Database != "d" {
+			t.Errorf("New(Host: %q) connects as %q/%q to %q", host, cfg.User, cfg.Password, cfg.Database)
+		}
+		c.Close()
+	}
+}
+
+func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	set(t, c, 1, "bg")
+	wantHit(t, c, 1, "bg")
+	deadline := time.Now().Add(10 * HitFlush)
+	for queryInt(t, db, "SELECT hits FROM unicorntable") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hit was not written within %v", 10*HitFlush)
+		}
+		time.Sleep(HitFlush / 5)
+	}
+	wantHit(t, c, 1, "bg")
+	wantHit(t, c, 1, "bg")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 3 {
+		t.Fatalf("hits = %d after Close, want 3: Close must flush", n)
+	}
+	if _, err := c.Get(ctxT(t), "bg"); err == nil {
+		t.Error("Get after Close succeeded")
+	}
+}
+
+func TestConcurrentContestSetsAllSucceed(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	const writers, each = 8, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("w%d-k%d", w, i)
+				if err := c.Set(ctxT(t), key, calc.Sum(1, []byte(key))); err != nil {
+					errs <- fmt.Errorf("Set(%q): %w", key, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed++; failed <= 5 {
+			t.Error(err)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent Sets failed", failed, writers*each)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(DISTINCT requestid) FROM unicorntable"); n != writers*each {
+		t.Errorf("%d keys stored, want %d", n, writers*each)
+	}
+}
+
+func TestWarningsSuggestAnIndexOnRequestID(t *testing.T) {
+	t.Parallel()
+	c, db, name := contest(t, Options{})
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	const stmt = "CREATE INDEX ON unicorntable (requestid);"
+	w := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{stmt, "scans the whole table", "table unicorntable in database " + name} {
+		if !strings.Contains(w, want) {
+			t.Errorf("Warnings() = %q, want it to contain %q", w, want)
+		}
+	}
+	// The statement works as given, and a fresh Init then sees the index and keeps
+	// contest semantics: the index is not unique.
+	exec(t, db, stmt)
+	c = newCache(t, server, name, Options{})
+	set(t, c, 1, "k")
+	set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
+	wantHit(t, c, 1, "k")
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
+		t.Errorf("Warnings() with the index = %q, want none about an index", w)
+	}
+	if m := c.Mode(); m != "contest" {
+		t.Errorf("Mode() = %q, want contest", m)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 2 {
+		t.Errorf("%d rows for k, want one per version", n)
+	}
+}
+
+func TestAnIndexNotLedByRequestIDStillWarns(t *testing.T) {
+	t.Parallel()
+	c, db, _ := contest(t, Options{})
+	exec(t, db, "CREATE INDEX ON unicorntable (hits, requestid)")
+	exec(t, db, "CREATE INDEX ON unicorntable (requestid) WHERE hits > 0")
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "CREATE INDEX ON unicorntable (requestid)") {
+		t.Errorf("Warnings() = %q, want the index suggested", w)
+	}
+}
+
+func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
+	t.Parallel()
+	c, _, _ := contest(t, Options{Timeout: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done() // a probe's CacheTimeout, already spent: Init must not depend on it
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping() with an expired context on a fresh Cache = %v, want Init to run on its own budget", err)
+	}
+	if m := c.Mode(); m != "contest" {
+		t.Fatalf("Mode() = %q after Ping, want contest", m)
+	}
+	// Once initialised, Ping is a round trip that honours its context.
+	if err := c.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping() with an expired context after Init = %v, want DeadlineExceeded", err)
+	}
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Errorf("Ping() = %v", err)
+	}
+}
+
+// syncBuf is a log destination safe for concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestInitLogsTheTablesWarnings(t *testing.T) {
+	t.Parallel()
+	var logs syncBuf
+	c, _, _ := contest(t, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := c.Ping(ctxT(t)); err != nil { // as a probe would, long after startup
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "CacheTTL cannot be enforced") || !strings.Contains(out, "CREATE INDEX") {
+		t.Fatalf("Init did not log the table's warnings:\n%s", out)
+	}
+}
+
+func TestValidIdentifier(t *testing.T) {
+	for s, want := range map[string]bool{
+		"unicorntable": true, "_t": true, "T2": true, strings.Repeat("t", 63): true,
+		"": false, "2t": false, `a"b`: false, "s.t": false, "a b": false, "tä": false, strings.Repeat("t", 64): false,
+	} {
+		if got := ValidIdentifier(s); got != want {
+			t.Errorf("ValidIdentifier(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func BenchmarkGetHit(b *testing.B) {
+	name, db := testDB(b, server)
+	exec(b, db, contestTable)
+	exec(b, db, "CREATE INDEX ON unicorntable (requestid)")
+	c := newCache(b, server, name, Options{})
+	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
+	set(b, c, 1, key)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
