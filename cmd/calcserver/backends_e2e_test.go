@@ -12,18 +12,29 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dyntypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/bradfitz/gomemcache/memcache"
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
+	"github.com/unicorn-rentals/unicorn/internal/svctest/ferret"
 )
 
 // store is raw access to what a backend holds for a key at CalcVersion 1, bypassing
@@ -33,13 +44,30 @@ type store interface {
 	write(t *testing.T, key string, v []byte)
 }
 
+// service is a backend's server, which a test crashes and brings back.
+type service interface {
+	Kill() error    // a crash: every connection drops at once
+	Restart() error // up again on the same port
+}
+
+// ferretService is a FerretDB server as a service: Stop drops every connection at
+// once, as a crash does, and Restart brings it back on its port and data.
+type ferretService struct{ *ferret.Server }
+
+func (s ferretService) Kill() error { return s.Stop() }
+
 // backendCase is one shared backend under test.
 type backendCase struct {
 	name  string
 	ini   string
-	svc   *svctest.Proc // nil for the file system
+	env   []string // added to the environment of every calcserver it runs
+	svc   service  // nil for the file system
 	store store
 	purge bool // can enumerate its keys
+	// secretKey is the key of the password ini sets ("" if the store has none) and
+	// secret a credential that must never be shown: its value, or one the
+	// environment holds.
+	secretKey, secret string
 }
 
 // want is the value calcserver stores for key.
@@ -133,6 +161,113 @@ func (s mysqlStore) write(t *testing.T, key string, v []byte) {
 	}
 }
 
+// pgsqlStore reads the contest table like mysqlStore: the newest row of a key.
+type pgsqlStore struct{ db *pgxpool.Pool }
+
+func (s pgsqlStore) read(t *testing.T, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var v string
+	err := s.db.QueryRow(ctx, "SELECT requestvalue FROM unicorntable WHERE requestid = $1 ORDER BY id DESC LIMIT 1", key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(v), want(key)[calc.TokenSize:]...), nil
+}
+
+func (s pgsqlStore) write(t *testing.T, key string, v []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.db.Exec(ctx, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0)", key, string(v[:min(len(v), calc.TokenSize)])); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pgsqlContestTable is the table contest teams create, exactly as the issue gives it.
+const pgsqlContestTable = "CREATE TABLE IF NOT EXISTS unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)"
+
+// mongoStore reads the documents of internal/cache/mongo: _id is the storage key,
+// value the stored value as BinData.
+type mongoStore struct{ c *mongo.Collection }
+
+func (s mongoStore) read(t *testing.T, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	doc, err := s.c.FindOne(ctx, bson.D{{Key: "_id", Value: cache.StorageKey(1, key)}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := doc.Lookup("value")
+	if _, b, ok := v.BinaryOK(); ok {
+		return b, nil
+	}
+	if str, ok := v.StringValueOK(); ok {
+		return []byte(str), nil
+	}
+	return nil, fmt.Errorf("value is BSON %v", v.Type)
+}
+
+func (s mongoStore) write(t *testing.T, key string, v []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sk := cache.StorageKey(1, key)
+	doc := bson.D{{Key: "_id", Value: sk}, {Key: "key", Value: key}, {Key: "value", Value: bson.Binary{Data: v}}}
+	if _, err := s.c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: sk}}, doc, options.Replace().SetUpsert(true)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dynamoStore reads the items of internal/cache/dynamo: id is the storage key, value
+// the stored value.
+type dynamoStore struct {
+	c     *dynamodb.Client
+	table string
+}
+
+func (s dynamoStore) read(t *testing.T, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := s.c.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            map[string]dyntypes.AttributeValue{"id": &dyntypes.AttributeValueMemberS{Value: cache.StorageKey(1, key)}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch v := out.Item["value"].(type) {
+	case nil:
+		return nil, nil
+	case *dyntypes.AttributeValueMemberS:
+		return []byte(v.Value), nil
+	case *dyntypes.AttributeValueMemberB:
+		return v.Value, nil
+	default:
+		return nil, fmt.Errorf("value is %T", v)
+	}
+}
+
+func (s dynamoStore) write(t *testing.T, key string, v []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: map[string]dyntypes.AttributeValue{
+		"id":    &dyntypes.AttributeValueMemberS{Value: cache.StorageKey(1, key)},
+		"input": &dyntypes.AttributeValueMemberS{Value: key},
+		"value": &dyntypes.AttributeValueMemberS{Value: string(v)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 const contestTable = "CREATE TABLE unicorntable(id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)"
 
 func openMySQL(t *testing.T, p *svctest.Proc, db string) *sql.DB {
@@ -174,25 +309,31 @@ func mustStored(t *testing.T, bc backendCase, key string) []byte {
 	return v
 }
 
-func backendCases() []func(t *testing.T) backendCase {
-	return []func(t *testing.T) backendCase{
-		func(t *testing.T) backendCase {
+// backendSetup starts a backend for a test and returns its case.
+type backendSetup struct {
+	name  string
+	setup func(t *testing.T) backendCase
+}
+
+func backendCases() []backendSetup {
+	return []backendSetup{
+		{"redis", func(t *testing.T) backendCase {
 			p := svctest.Redis(t)
 			c := goredis.NewClient(&goredis.Options{Addr: p.Addr})
 			t.Cleanup(func() { c.Close() })
 			return backendCase{name: "redis", ini: fmt.Sprintf("\"RedisHost\" = \"127.0.0.1\"\n\"RedisPort\" = \"%d\"\n", p.Port),
 				svc: p, store: redisStore{c}, purge: true}
-		},
-		func(t *testing.T) backendCase {
+		}},
+		{"memcached", func(t *testing.T) backendCase {
 			p := svctest.Memcached(t)
 			return backendCase{name: "memcached", ini: fmt.Sprintf("\"MemcacheHost\" = \"127.0.0.1\"\n\"MemcachePort\" = \"%d\"\n", p.Port),
 				svc: p, store: memcacheStore{memcache.New(p.Addr)}}
-		},
-		func(t *testing.T) backendCase {
+		}},
+		{"file", func(t *testing.T) backendCase {
 			dir := t.TempDir()
 			return backendCase{name: "file", ini: fmt.Sprintf("\"FsPath\" = %q\n", dir), store: fileStore{dir}, purge: true}
-		},
-		func(t *testing.T) backendCase {
+		}},
+		{"mysql", func(t *testing.T) backendCase {
 			p := svctest.MariaDB(t)
 			db := openMySQL(t, p, "unicorn")
 			if _, err := db.Exec(contestTable); err != nil {
@@ -200,7 +341,136 @@ func backendCases() []func(t *testing.T) backendCase {
 			}
 			return backendCase{name: "mysql", ini: fmt.Sprintf("MysqlHost = 127.0.0.1\nMysqlPort = %d\nMysqlUser = root\nMysqlDb = unicorn\nCacheTimeout = 500ms\n", p.Port),
 				svc: p, store: mysqlStore{db}, purge: true}
-		},
+		}},
+		{"pgsql", pgsqlCase},
+		{"mongodb", mongoCase},
+		{"dynamodb", dynamoCase},
+	}
+}
+
+// pgsqlCase is PostgreSQL with the table a team creates by hand. The superuser logs in
+// over loopback with trust authentication, so any password is accepted: the one set
+// here is only there to be masked.
+func pgsqlCase(t *testing.T) backendCase {
+	p := svctest.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root, err := pgx.Connect(ctx, p.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = root.Exec(ctx, "CREATE DATABASE unicorn")
+	root.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "pg-S3cret-9f2e"
+	ini := fmt.Sprintf("PgsqlHost = 127.0.0.1\nPgsqlPort = %d\nPgsqlUser = postgres\nPgsqlPass = %s\nPgsqlDb = unicorn\nPgsqlSSLMode = disable\nCacheTimeout = 500ms\n", p.Port, secret)
+
+	// Without the table (and without PgsqlCreateTable) the server does not start, and
+	// says what to run.
+	code, _, stderr := runCmd(t, nil, "-config", writeINI(t, ini+"Port = 0\n"))
+	if code != 1 || !strings.Contains(stderr, pgsqlContestTable) {
+		t.Fatalf("pgsql without its table: exit %d, want 1 and the statement %q\n%s", code, pgsqlContestTable, stderr)
+	}
+	if strings.Contains(stderr, secret) {
+		t.Fatalf("the startup error shows the password:\n%s", stderr)
+	}
+
+	db, err := pgxpool.New(ctx, p.ConnString("unicorn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Exec(ctx, pgsqlContestTable); err != nil {
+		t.Fatal(err)
+	}
+	return backendCase{name: "pgsql", ini: ini, svc: p, store: pgsqlStore{db}, purge: true,
+		secretKey: "PgsqlPass", secret: secret}
+}
+
+// mongoCase is FerretDB, a MongoDB-wire server on SQLite, in the test process. It
+// does not authenticate, so the case sets no user, and -check alone shows that a
+// MongoDbPass is masked (see testMasking).
+func mongoCase(t *testing.T) backendCase {
+	f := ferret.ForTest(t, ferret.Options{})
+	client, err := mongo.Connect(options.Client().ApplyURI(f.URI()).SetTimeout(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return backendCase{name: "mongodb",
+		ini: fmt.Sprintf("MongoDbHost = 127.0.0.1\nMongoDbPort = %d\nMongoDbDatabase = unicorn\nMongoDbCollection = unicorntable\nCacheTimeout = 500ms\n", f.Port),
+		svc: ferretService{f}, store: mongoStore{client.Database("unicorn").Collection("unicorntable")}, purge: true,
+		secretKey: "MongoDbPass", secret: "mongo-S3cret-77ab"}
+}
+
+// dynamoCase is dynalite, which loses its tables when it restarts: the server creates
+// its table again (DynamoCreateTable). The credentials are the environment's, and the
+// secret key must show nowhere.
+func dynamoCase(t *testing.T) backendCase {
+	d := svctest.Dynalite(t)
+	return backendCase{name: "dynamodb", ini: "DynamoTable = unicorntable\nDynamoCreateTable = true\nAwsRegion = " + svctest.DynamoRegion + "\nCacheTimeout = 500ms\n",
+		env: d.Env(), svc: d, store: dynamoStore{dynamodb.NewFromConfig(d.Config()), "unicorntable"}, purge: true,
+		secret: svctest.DynamoSecretKey}
+}
+
+// startWith is start for bc: its environment added to the test's.
+func startWith(t *testing.T, bc backendCase, ini string) *proc {
+	t.Helper()
+	if bc.env == nil {
+		return start(t, ini)
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "calcserver.log")
+	cfg := filepath.Join(dir, "server.ini")
+	ini = fmt.Sprintf("\"LogLocation\" = %q\nPort = 0\n%s", dir+"/", ini)
+	if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return launch(t, logPath, append(os.Environ(), bc.env...), "-config", cfg)
+}
+
+// testCheck runs -check on bc's configuration: it must list bc in the cache chain
+// and show its password masked, and never show its secret.
+func testCheck(t *testing.T, bc backendCase) {
+	t.Helper()
+	ini := bc.ini
+	if bc.secretKey != "" && !strings.Contains(ini, bc.secretKey) {
+		// A store that takes no password in this test still has it masked: -check
+		// does not connect. A password needs a user.
+		ini += fmt.Sprintf("%s = %s\n%s = %s\n", strings.TrimSuffix(bc.secretKey, "Pass")+"User", "team", bc.secretKey, bc.secret)
+	}
+	code, stdout, stderr := runCmd(t, bc.env, "-check", "-config", writeINI(t, ini))
+	if code != 0 {
+		t.Fatalf("-check: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	m := regexp.MustCompile(`cache chain: (.*)`).FindStringSubmatch(stderr)
+	if m == nil || !slices.Contains(strings.Split(m[1], " -> "), bc.name) {
+		t.Fatalf("-check does not list %s in the cache chain:\n%s", bc.name, stderr)
+	}
+	if bc.secretKey != "" && !strings.Contains(stdout, bc.secretKey+` = "****"`) {
+		t.Fatalf("-check does not show %s masked:\n%s", bc.secretKey, stdout)
+	}
+	if bc.secret != "" && strings.Contains(stdout+stderr, bc.secret) {
+		t.Fatalf("-check shows the secret %q:\n%s\n%s", bc.secret, stdout, stderr)
+	}
+}
+
+// testStartupLog checks the startup line of p: bc's password masked, its secret
+// nowhere in the log.
+func testStartupLog(t *testing.T, bc backendCase, p *proc) {
+	t.Helper()
+	logs := p.logUntil(func(logs string) bool { return strings.Contains(logs, "calcserver started") })
+	if !strings.Contains(logs, "calcserver started") {
+		t.Fatalf("no startup line in the log:\n%s", logs)
+	}
+	if bc.secret != "" && strings.Contains(logs, bc.secret) {
+		t.Fatalf("the log shows the secret %q:\n%s", bc.secret, logs)
+	}
+	if bc.secretKey != "" && strings.Contains(bc.ini, bc.secretKey) &&
+		!regexp.MustCompile(regexp.QuoteMeta(bc.secretKey)+`="?\*\*\*\*`).MatchString(logs) {
+		t.Fatalf("the startup line does not show %s masked:\n%s", bc.secretKey, logs)
 	}
 }
 
@@ -234,11 +504,12 @@ func health(t *testing.T, p *proc) healthDoc {
 }
 
 func TestEndToEndSharedBackends(t *testing.T) {
-	for _, setup := range backendCases() {
-		// Each backend runs in its own subtest with its own service.
-		t.Run("", func(t *testing.T) {
-			bc := setup(t)
-			t.Run(bc.name, func(t *testing.T) { testBackend(t, bc) })
+	for _, s := range backendCases() {
+		// Each backend runs in its own subtest with its own service, all at once: most
+		// of the time is spent waiting for services and processes.
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			testBackend(t, s.setup(t))
 		})
 	}
 }
@@ -246,7 +517,15 @@ func TestEndToEndSharedBackends(t *testing.T) {
 func testBackend(t *testing.T, bc backendCase) {
 	// No memory tier: every lookup reaches the backend.
 	ini := bc.ini + "WorkMode = sleep\nWorkTime = 10ms\nMemoryCacheSize = 0\n"
-	a := start(t, ini)
+	testCheck(t, bc)
+	a := startWith(t, bc, ini)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(a.logPath)
+			t.Logf("log of server A:\n%s", b)
+		}
+	})
+	testStartupLog(t, bc, a)
 
 	// Store, then hit.
 	if r := a.get(t, "GET", "/calc?input=first"); r.code != 200 || r.cache != "MISS" {
@@ -262,7 +541,7 @@ func testBackend(t *testing.T, bc backendCase) {
 	}
 
 	// A second server sharing the backend hits what the first stored.
-	b := start(t, ini)
+	b := startWith(t, bc, ini)
 	if r := b.get(t, "GET", "/calc?input=first"); r.cache != "HIT" {
 		t.Fatalf("server B: X-Cache %s, want HIT from the shared backend", r.cache)
 	}
@@ -271,7 +550,7 @@ func testBackend(t *testing.T, bc backendCase) {
 		t.Fatalf("second: X-Cache %s", r.cache)
 	}
 	b.terminate(t)
-	b = start(t, bc.ini+"WorkMode = sleep\nWorkTime = 10ms\n")
+	b = startWith(t, bc, bc.ini+"WorkMode = sleep\nWorkTime = 10ms\n")
 	if r := b.get(t, "GET", "/calc?input=second"); r.cache != "HIT" {
 		t.Fatalf("restarted server: X-Cache %s, want HIT from the shared backend", r.cache)
 	}
@@ -319,7 +598,7 @@ func testPurge(t *testing.T, bc backendCase, a *proc) {
 		eventually(t, "the write of "+k, func() bool { return stored(t, bc, k) != nil })
 	}
 	cfg := writeINI(t, bc.ini)
-	code, stdout, stderr := runCmd(t, nil, "purge", "-config", cfg, "-match", "H@XX0RR333DDD")
+	code, stdout, stderr := runCmd(t, bc.env, "purge", "-config", cfg, "-match", "H@XX0RR333DDD")
 	if code != 0 {
 		t.Fatalf("purge exit %d\n%s\n%s", code, stdout, stderr)
 	}

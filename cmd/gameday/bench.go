@@ -19,9 +19,10 @@ import (
 const benchUsage = `Usage: gameday bench [flags]
 
 Runs calcserver once per caching strategy, each against local services it starts
-itself (redis-server, memcached, mariadbd on free loopback ports), offers every one the
-same traffic (same seed, same keys), and writes results.md, results.json and charts
-into -out. Strategies: %s.
+itself (redis-server, memcached, mariadbd, postgres, mongod from PATH, dynalite, on
+free loopback ports), offers every one the same traffic (same seed, same keys), and
+writes results.md, results.json and charts into -out. Strategies: %s (mongodb
+only when named: it needs mongod on PATH).
 Exit 0 when every strategy was measured; 1 when one was skipped (the results still
 say why) or the bench could not run; 2 on bad flags; 130 when interrupted.
 
@@ -52,7 +53,7 @@ func benchFlagSet(f *benchFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("gameday bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, benchUsage, strings.Join(bench.Strategies(), ", "))
+		fmt.Fprintf(stderr, benchUsage, strings.Join(bench.AllStrategies(), ", "))
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&f.strategies, "strategies", strings.Join(bench.Strategies(), ","), "comma-separated `list` of strategies to bench, in this order")

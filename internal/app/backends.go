@@ -6,9 +6,12 @@ import (
 	"strconv"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/dynamo"
 	"github.com/unicorn-rentals/unicorn/internal/cache/file"
 	"github.com/unicorn-rentals/unicorn/internal/cache/memcached"
+	"github.com/unicorn-rentals/unicorn/internal/cache/mongo"
 	"github.com/unicorn-rentals/unicorn/internal/cache/mysql"
+	"github.com/unicorn-rentals/unicorn/internal/cache/postgres"
 	"github.com/unicorn-rentals/unicorn/internal/cache/redis"
 	"github.com/unicorn-rentals/unicorn/internal/config"
 )
@@ -63,9 +66,24 @@ func Backends() []Backend {
 			},
 		},
 		{
+			Name: "mongodb", EnabledBy: "MongoDbHost",
+			Enabled: func(c config.Config) bool { return c.MongoDbHost != "" },
+			Open:    openMongo,
+		},
+		{
 			Name: "mysql", EnabledBy: "MysqlHost",
 			Enabled: func(c config.Config) bool { return c.MysqlHost != "" },
 			Open:    openMySQL,
+		},
+		{
+			Name: "pgsql", EnabledBy: "PgsqlHost",
+			Enabled: func(c config.Config) bool { return c.PgsqlHost != "" },
+			Open:    openPostgres,
+		},
+		{
+			Name: "dynamodb", EnabledBy: "DynamoTable",
+			Enabled: func(c config.Config) bool { return c.DynamoTable != "" },
+			Open:    openDynamo,
 		},
 	}
 }
@@ -92,6 +110,28 @@ func openMemcached(c config.Config, _ *slog.Logger) (cache.Cache, error) {
 func openMySQL(c config.Config, log *slog.Logger) (cache.Cache, error) {
 	return mysql.New(mysql.Options{Host: c.MysqlHost, Port: c.MysqlPort, User: c.MysqlUser, Pass: c.MysqlPass,
 		DB: c.MysqlDb, Table: c.MysqlTable, CreateTable: c.MysqlCreateTable, TLS: c.MysqlTLS,
+		TTL: c.CacheTTL, Version: c.CalcVersion, Timeout: c.CacheTimeout, Logger: log})
+}
+
+func openPostgres(c config.Config, log *slog.Logger) (cache.Cache, error) {
+	return postgres.New(postgres.Options{Host: c.PgsqlHost, Port: c.PgsqlPort, User: c.PgsqlUser, Pass: c.PgsqlPass,
+		DB: c.PgsqlDb, Table: c.PgsqlTable, SSLMode: c.PgsqlSSLMode, CreateTable: c.PgsqlCreateTable,
+		TTL: c.CacheTTL, Version: c.CalcVersion, Timeout: c.CacheTimeout, Logger: log})
+}
+
+func openMongo(c config.Config, log *slog.Logger) (cache.Cache, error) {
+	o := mongo.Options{Host: c.MongoDbHost, Port: c.MongoDbPort, User: c.MongoDbUser, Pass: c.MongoDbPass,
+		Database: c.MongoDbDatabase, Collection: c.MongoDbCollection, EnableSSL: c.MongoDbEnableSSL,
+		TTL: c.CacheTTL, Version: c.CalcVersion, Timeout: c.CacheTimeout, Logger: log}
+	// The contests' files name a CA bundle with SSL off: it is only read with SSL on.
+	if c.MongoDbEnableSSL {
+		o.CAFilePath = c.MongoDbCAFilePath
+	}
+	return mongo.New(o)
+}
+
+func openDynamo(c config.Config, log *slog.Logger) (cache.Cache, error) {
+	return dynamo.New(dynamo.Options{Table: c.DynamoTable, CreateTable: c.DynamoCreateTable, Region: c.AwsRegion,
 		TTL: c.CacheTTL, Version: c.CalcVersion, Timeout: c.CacheTimeout, Logger: log})
 }
 

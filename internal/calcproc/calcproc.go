@@ -46,6 +46,12 @@ type Proc struct {
 // reaches only the caller, which stops the server itself; the kernel kills the server
 // if the caller dies first (svctest.Spawn).
 func Start(ctx context.Context, bin, dir, ini string) (*Proc, error) {
+	return StartEnv(ctx, bin, dir, ini, nil)
+}
+
+// StartEnv is Start with env, "KEY=value" entries, added to the server's environment
+// (this process's); an entry overrides a variable of the same name.
+func StartEnv(ctx context.Context, bin, dir, ini string, env []string) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("calcserver directory: %w", err)
 	}
@@ -61,6 +67,9 @@ func Start(ctx context.Context, bin, dir, ini string) (*Proc, error) {
 	p := &Proc{log: log, out: &svctest.Tail{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "-config", cfg)
 	p.cmd.Dir = dir
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.WaitDelay = 2 * time.Second
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -55,30 +55,34 @@ type Config struct {
 	AwsRegion         string
 
 	// Extensions, with the defaults set by Default.
-	Port             int           // listening port, 80; 0 = any free port
-	Cores            int           // simulated cores, 1 (1..1024)
-	QueueSize        int           // requests that may wait for a core, 5 (0..100000)
-	WorkTime         time.Duration // time a job holds a core, 4s (>0, <=1h)
-	WorkMode         string        // "burn" (spin the CPU) or "sleep"
-	CalcVersion      int           // V in the unicorn function, 1 (1..1e9)
-	ResponseFormat   string        // "token" or "hash"
-	MemoryCacheSize  int           // memory tier entries, 100000; 0 = no memory tier
-	CacheTTL         time.Duration // 0 = entries never expire
-	CacheTimeout     time.Duration // per shared-cache operation, 100ms (>0)
-	CacheOrder       []string      // backends from memory, redis, memcached, file, mysql; nil = default order
-	MysqlTable       string        // "unicorntable"; an SQL identifier
-	MysqlCreateTable bool          // create MysqlTable when missing instead of failing
-	MysqlTLS         string        // "" (off), "true", "skip-verify" or "preferred"
-	RedisPassword    string
-	RedisDB          int           // 0..15
-	RedisTLS         bool          // connect to Redis over TLS
-	RedisAddrs       []string      // host:port of each Redis server, instead of RedisHost/RedisPort
-	MemcacheServers  []string      // host:port of each memcached server, instead of MemcacheHost/MemcachePort
-	DenyPattern      []string      // substrings of keys that are refused with 403
-	LogFormat        string        // "logfmt" or "json"
-	ShutdownDelay    time.Duration // time /healthcheck reports draining before misses are refused, 0s
-	ShutdownTimeout  time.Duration // time left to running and waiting jobs, 30s
-	PprofAddr        string        // host:port of the pprof listener; "" = off
+	Port              int           // listening port, 80; 0 = any free port
+	Cores             int           // simulated cores, 1 (1..1024)
+	QueueSize         int           // requests that may wait for a core, 5 (0..100000)
+	WorkTime          time.Duration // time a job holds a core, 4s (>0, <=1h)
+	WorkMode          string        // "burn" (spin the CPU) or "sleep"
+	CalcVersion       int           // V in the unicorn function, 1 (1..1e9)
+	ResponseFormat    string        // "token" or "hash"
+	MemoryCacheSize   int           // memory tier entries, 100000; 0 = no memory tier
+	CacheTTL          time.Duration // 0 = entries never expire
+	CacheTimeout      time.Duration // per shared-cache operation, 100ms (>0)
+	CacheOrder        []string      // backends from CacheBackends; nil = default order
+	MysqlTable        string        // "unicorntable"; an SQL identifier
+	MysqlCreateTable  bool          // create MysqlTable when missing instead of failing
+	MysqlTLS          string        // "" (off), "true", "skip-verify" or "preferred"
+	PgsqlSSLMode      string        // libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full
+	PgsqlCreateTable  bool          // create PgsqlTable when missing instead of failing
+	DynamoTable       string        // DynamoDB table; "" = off
+	DynamoCreateTable bool          // create DynamoTable (on-demand, TTL on) when missing
+	RedisPassword     string
+	RedisDB           int           // 0..15
+	RedisTLS          bool          // connect to Redis over TLS
+	RedisAddrs        []string      // host:port of each Redis server, instead of RedisHost/RedisPort
+	MemcacheServers   []string      // host:port of each memcached server, instead of MemcacheHost/MemcachePort
+	DenyPattern       []string      // substrings of keys that are refused with 403
+	LogFormat         string        // "logfmt" or "json"
+	ShutdownDelay     time.Duration // time /healthcheck reports draining before misses are refused, 0s
+	ShutdownTimeout   time.Duration // time left to running and waiting jobs, 30s
+	PprofAddr         string        // host:port of the pprof listener; "" = off
 
 	// Source is where the configuration was read from ("" for the defaults).
 	// It is not a key.
@@ -103,6 +107,7 @@ func Default() Config {
 		MemoryCacheSize: 100000,
 		CacheTimeout:    100 * time.Millisecond,
 		MysqlTable:      "unicorntable",
+		PgsqlSSLMode:    "prefer",
 		LogFormat:       "logfmt",
 		ShutdownTimeout: 30 * time.Second,
 	}

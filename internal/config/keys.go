@@ -27,7 +27,7 @@ type keySpec struct {
 // CacheBackends lists the names CacheOrder accepts, in the default order: the
 // names of the table of backends in internal/app, which a test holds to it.
 func CacheBackends() []string {
-	return []string{"memory", "redis", "memcached", "file", "mysql"}
+	return []string{"memory", "redis", "memcached", "file", "mongodb", "mysql", "pgsql", "dynamodb"}
 }
 
 // keySpecs returns the table of known keys in README order: the contests'
@@ -60,7 +60,7 @@ func keySpecs() []keySpec {
 		portKey("RedisPort", "redis", func(c *Config) *int { return &c.RedisPort }),
 		stringKey("MemcacheHost", "memcached", func(c *Config) *string { return &c.MemcacheHost }),
 		portKey("MemcachePort", "memcached", func(c *Config) *int { return &c.MemcachePort }),
-		stringKey("AwsRegion", "aws", func(c *Config) *string { return &c.AwsRegion }),
+		stringKey("AwsRegion", "", func(c *Config) *string { return &c.AwsRegion }),
 
 		intKey("Port", 0, 65535, func(c *Config) *int { return &c.Port }),
 		intKey("Cores", 1, 1024, func(c *Config) *int { return &c.Cores }),
@@ -76,6 +76,10 @@ func keySpecs() []keySpec {
 		mysqlTableKey(),
 		boolKey("MysqlCreateTable", "mysql", func(c *Config) *bool { return &c.MysqlCreateTable }),
 		mysqlTLSKey(),
+		pgsqlSSLModeKey(),
+		boolKey("PgsqlCreateTable", "pgsql", func(c *Config) *bool { return &c.PgsqlCreateTable }),
+		dynamoTableKey(),
+		boolKey("DynamoCreateTable", "dynamodb", func(c *Config) *bool { return &c.DynamoCreateTable }),
 		secret(stringKey("RedisPassword", "redis", func(c *Config) *string { return &c.RedisPassword })),
 		backend(intKey("RedisDB", 0, 15, func(c *Config) *int { return &c.RedisDB }), "redis"),
 		boolKey("RedisTLS", "redis", func(c *Config) *bool { return &c.RedisTLS }),
@@ -432,6 +436,56 @@ func mysqlTableKey() keySpec {
 		},
 		get: func(c *Config) string { return c.MysqlTable },
 	}
+}
+
+// pgsqlSSLModeKey takes libpq's sslmode values (RDS accepts require and the verify
+// modes with its CA bundle).
+func pgsqlSSLModeKey() keySpec {
+	allowed := []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+	return keySpec{
+		name:    "PgsqlSSLMode",
+		backend: "pgsql",
+		set: func(c *Config, v string) *Error {
+			l := strings.ToLower(v)
+			if !slices.Contains(allowed, l) {
+				e := valueError("must be " + orList(allowed))
+				e.Suggest = suggest(v, allowed)
+				return e
+			}
+			c.PgsqlSSLMode = l
+			return nil
+		},
+		get: func(c *Config) string { return c.PgsqlSSLMode },
+	}
+}
+
+// dynamoTableKey takes a DynamoDB table name: 3 to 255 of a-z, A-Z, 0-9, '_', '-'
+// and '.'.
+func dynamoTableKey() keySpec {
+	return keySpec{
+		name:    "DynamoTable",
+		backend: "dynamodb",
+		set: func(c *Config, v string) *Error {
+			if v != "" && !validDynamoTable(v) {
+				return valueError("must be a DynamoDB table name: 3 to 255 characters of a-z, A-Z, 0-9, _, - and .")
+			}
+			c.DynamoTable = v
+			return nil
+		},
+		get: func(c *Config) string { return c.DynamoTable },
+	}
+}
+
+func validDynamoTable(s string) bool {
+	if len(s) < 3 || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // mysqlTLSKey takes the go-sql-driver/mysql tls values; "false" and "" both

@@ -52,6 +52,12 @@ func (c Config) Validate() error {
 	if c.MysqlHost != "" && c.MysqlDb == "" {
 		cross("MysqlDb", "must be set when MysqlHost is set")
 	}
+	if c.PgsqlHost != "" && c.PgsqlDb == "" {
+		cross("PgsqlDb", "must be set when PgsqlHost is set")
+	}
+	if c.MongoDbHost != "" && c.MongoDbDatabase == "" {
+		cross("MongoDbDatabase", "must be set when MongoDbHost is set")
+	}
 	if c.RedisHost != "" && len(c.RedisAddrs) > 0 {
 		cross("RedisAddrs", "cannot be used together with RedisHost: list every Redis server in RedisAddrs, or use RedisHost and RedisPort")
 	}
@@ -105,7 +111,7 @@ func sameField(a, b *Config, key string) (bool, string) {
 // Warnings returns one startup warning per backend that is configured (a key
 // of it differs from the default) but not in built, and one per CacheOrder
 // entry that names a backend not in built. The keys of built are "redis",
-// "memcached", "mysql", "file", "pgsql", "mongodb" and "aws"; the memory tier
+// "memcached", "mysql", "file", "pgsql", "mongodb" and "dynamodb"; the memory tier
 // is always built. Such keys are accepted so that the contests' files load,
 // and the warning says they have no effect.
 func (c Config) Warnings(built map[string]bool) []string {

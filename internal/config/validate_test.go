@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,6 +39,15 @@ func TestValidate(t *testing.T) {
 			c.RedisAddrs, c.MemcacheHost, c.FsPath, c.MysqlHost, c.MysqlDb = []string{"r:1"}, "m", "/mnt/efs", "db", "u"
 		}, "", ""},
 		"an unknown CacheOrder backend fails": {func(c *Config) { c.CacheOrder = []string{"disk"} }, "CacheOrder", `"disk"`},
+		"PostgreSQL with a database passes":   {func(c *Config) { c.PgsqlHost, c.PgsqlDb = "db", "unicorndb" }, "", ""},
+		"PostgreSQL without a database fails": {func(c *Config) { c.PgsqlHost = "db" }, "PgsqlDb", "must be set when PgsqlHost is set"},
+		"MongoDB with a database passes":      {func(c *Config) { c.MongoDbHost, c.MongoDbDatabase = "docdb", "unicorn" }, "", ""},
+		"MongoDB without a database fails":    {func(c *Config) { c.MongoDbHost = "docdb" }, "MongoDbDatabase", "must be set when MongoDbHost is set"},
+		"an upper-case PgsqlSSLMode fails":    {func(c *Config) { c.PgsqlSSLMode = "Require" }, "PgsqlSSLMode", `read back as "require"`},
+		"a DynamoDB table alone passes":       {func(c *Config) { c.DynamoTable = "unicorn" }, "", ""},
+		"every backend in CacheOrder passes": {func(c *Config) {
+			c.CacheOrder = CacheBackends()
+		}, "", ""},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -103,8 +113,8 @@ func TestEntries(t *testing.T) {
 		if !reflect.DeepEqual(order, Keys()) {
 			t.Errorf("Entries keys %v\nKeys %v", order, Keys())
 		}
-		if len(Keys()) != 50 {
-			t.Errorf("%d keys, want 50", len(Keys()))
+		if len(Keys()) != 54 {
+			t.Errorf("%d keys, want 54", len(Keys()))
 		}
 	})
 	t.Run("reference keys come first", func(t *testing.T) {
@@ -146,7 +156,7 @@ func TestEntries(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	all := map[string]bool{"redis": true, "memcached": true, "mysql": true, "file": true, "pgsql": true, "mongodb": true, "aws": true}
+	all := map[string]bool{"redis": true, "memcached": true, "mysql": true, "file": true, "pgsql": true, "mongodb": true, "dynamodb": true}
 	contest := func() Config {
 		c := Default()
 		c.PgsqlHost, c.PgsqlPort = "127.0.0.1", 5432
@@ -164,7 +174,22 @@ func TestWarnings(t *testing.T) {
 		"every backend built warns of nothing": {contest(), all, nil},
 		"unbuilt backends are each named once with their keys": {contest(), map[string]bool{"redis": true}, []string{
 			"PgsqlHost, PgsqlPort are set, but this build has no pgsql backend: they are ignored",
-			"AwsRegion is set, but this build has no aws backend: it is ignored",
+		}},
+		"AwsRegion alone belongs to no backend and warns of nothing": {func() Config { c := Default(); c.AwsRegion = "us-east-1"; return c }(), nil, nil},
+		"the DynamoDB keys name the dynamodb backend": {func() Config {
+			c := Default()
+			c.DynamoTable, c.DynamoCreateTable, c.AwsRegion = "unicorn", true, "eu-west-1"
+			return c
+		}(), all, nil},
+		"the DynamoDB keys warn in a build without it": {func() Config {
+			c := Default()
+			c.DynamoTable, c.DynamoCreateTable = "unicorn", true
+			return c
+		}(), map[string]bool{"redis": true}, []string{
+			"DynamoTable, DynamoCreateTable are set, but this build has no dynamodb backend: they are ignored",
+		}},
+		"a default PgsqlSSLMode is not a PostgreSQL setting": {func() Config { c := Default(); c.PgsqlCreateTable = true; return c }(), nil, []string{
+			"PgsqlCreateTable is set, but this build has no pgsql backend: it is ignored",
 		}},
 		"a default MysqlTable is not a MySQL setting": {func() Config { c := Default(); c.MysqlCreateTable = true; return c }(), nil, []string{
 			"MysqlCreateTable is set, but this build has no mysql backend: it is ignored",
@@ -214,6 +239,36 @@ func TestValidateNamesTheLineOfAKeyFromTheFile(t *testing.T) {
 	c.MysqlHost = "db"
 	if err := c.Validate(); !errors.As(err, &e) || e.Line != 0 || e.File != "" || e.Key != "MysqlDb" {
 		t.Fatalf("Validate = %v, want MysqlDb without a line", err)
+	}
+}
+
+func TestValidateNamesTheLineOfAnEmptyDatabaseKey(t *testing.T) {
+	// Contest files leave keys empty rather than out: the error names the
+	// empty key's line.
+	tests := map[string]struct {
+		text, key, msg string
+		line           int
+	}{
+		"PgsqlHost with an empty PgsqlDb": {"# day one\n\"PgsqlHost\" = \"localhost\"\n\"PgsqlPort\" = \"5432\"\n\"PgsqlDb\" = \"\"\n",
+			"PgsqlDb", "must be set when PgsqlHost is set", 4},
+		"MongoDbHost with an empty MongoDbDatabase": {"\"MongoDbHost\" = \"127.0.0.1\"\n\"MongoDbDatabase\" = \"\"\n\"MongoDbCollection\" = \"requests\"\n",
+			"MongoDbDatabase", "must be set when MongoDbHost is set", 2},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Parse("server.ini", []byte(tt.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			var e *Error
+			if !errors.As(err, &e) || e.File != "server.ini" || e.Line != tt.line || e.Key != tt.key {
+				t.Fatalf("Validate = %v, want server.ini:%d %s", err, tt.line, tt.key)
+			}
+			if want := fmt.Sprintf(`server.ini:%d: %s = "": %s`, tt.line, tt.key, tt.msg); err.Error() != want {
+				t.Errorf("message %q, want %q", err, want)
+			}
+		})
 	}
 }
 

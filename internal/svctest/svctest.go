@@ -48,7 +48,7 @@ var errAddrInUse = errors.New("svctest: address already in use")
 // Proc is one service process. Its exported fields describe where it listens; they do
 // not change across Restart.
 type Proc struct {
-	Name string // "redis", "memcached", "mariadb" or "postgres"
+	Name string // "redis", "memcached", "mariadb", "postgres", "dynalite" or "mongod"
 	Addr string // "127.0.0.1:PORT"
 	Port int
 	Dir  string // its data directory

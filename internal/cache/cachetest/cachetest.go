@@ -163,45 +163,101 @@ func Conformance(t *testing.T, b Backend) {
 	})
 }
 
-// Killed checks a client of p's server through a crash: with the server killed,
-// Get, Set and Ping fail (not miss) within timeout plus a margin, and once p is
-// restarted the same client works again, on a server that kept nothing.
-func Killed(t *testing.T, c Shared, p *svctest.Proc, timeout time.Duration) {
-	ctx := context.Background()
-	Set(t, c, 1, "before")
-	if err := p.Kill(); err != nil {
-		t.Fatal(err)
+// WantErr fails t unless c's Get of key fails with an error that is target.
+func WantErr(t testing.TB, c cache.Cache, key string, target error) {
+	t.Helper()
+	if r, err := c.Get(context.Background(), key); !errors.Is(err, target) {
+		t.Fatalf("Get(%q) = %x, %v; want %v", key, r, err, target)
 	}
+}
+
+// Token is the requestvalue the SQL backends store as key's answer at version.
+func Token(version int, key string) string {
+	return string(calc.Body(calc.Token, version, []byte(key)))
+}
+
+// Tamper changes one character of a token, keeping its length and alphabet.
+func Tamper(tok string) string {
+	b := []byte(tok)
+	if b[100] == 'A' {
+		b[100] = 'B'
+	} else {
+		b[100] = 'A'
+	}
+	return string(b)
+}
+
+// FailsFast checks c against a server that is down or hung (state says which, for
+// the messages): Get, Set, Delete and Ping, with a context that has no deadline,
+// each fail with an error other than ErrMiss within limit, the backend's Timeout
+// plus a margin for a busy machine.
+func FailsFast(t *testing.T, c Shared, limit time.Duration, state string) {
+	t.Helper()
+	ctx := context.Background()
 	for _, op := range []struct {
 		name string
 		do   func() error
 	}{
 		{"Get", func() error { _, err := c.Get(ctx, "before"); return err }},
 		{"Set", func() error { return c.Set(ctx, "during", calc.Sum(1, []byte("during"))) }},
+		{"Delete", func() error { return c.Delete(ctx, "before") }},
 		{"Ping", func() error { return c.Ping(ctx) }},
 	} {
 		start := time.Now()
 		err := op.do()
-		if took := time.Since(start); took > timeout+400*time.Millisecond {
-			t.Errorf("%s on a dead server took %v", op.name, took)
+		if took := time.Since(start); took > limit {
+			t.Errorf("%s on a %s server took %v, want %v at most", op.name, state, took, limit)
 		}
 		if err == nil || errors.Is(err, cache.ErrMiss) {
-			t.Errorf("%s on a dead server: %v, want an error other than ErrMiss", op.name, err)
+			t.Errorf("%s on a %s server: %v, want an error other than ErrMiss", op.name, state, err)
 		}
 	}
+}
 
-	if err := p.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	// Connections pooled before the crash fail once and are dropped, and some
-	// clients wait a little before dialling a server that failed.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Set(ctx, "after", calc.Sum(1, []byte("after"))) != nil {
+// WaitWorking retries Set (of "after") until c's server answers again, for at
+// most within, and then wants it a hit. Connections pooled before an outage fail
+// once and are dropped, and some clients wait a little before dialling a server
+// that failed, so there is nothing to wait on but time.
+func WaitWorking(t *testing.T, c Shared, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := c.Set(context.Background(), "after", calc.Sum(1, []byte("after")))
+		if err == nil {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("Set still failing 5s after the restart")
+			t.Fatalf("Set still failing %v after the server came back: %v", within, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	WantHit(t, c, 1, "after")
+}
+
+// DoneContext checks that a Get with a cancelled context fails, and not with a
+// miss: the Chain would otherwise compute and store an answer the cache has.
+func DoneContext(t *testing.T, c Shared) {
+	t.Helper()
+	Set(t, c, 1, "cancelled")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Get(done, "cancelled"); err == nil || errors.Is(err, cache.ErrMiss) {
+		t.Fatalf("Get with a cancelled context: %v, want an error other than ErrMiss", err)
+	}
+}
+
+// Killed checks a client of p's server through a crash: with the server killed,
+// Get, Set, Delete and Ping fail (not miss) within timeout plus a margin, and once
+// p is restarted the same client works again, on a server that kept nothing.
+func Killed(t *testing.T, c Shared, p *svctest.Proc, timeout time.Duration) {
+	Set(t, c, 1, "before")
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	FailsFast(t, c, timeout+400*time.Millisecond, "dead")
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	WaitWorking(t, c, 5*time.Second)
 	WantMiss(t, c, "before") // the restarted server keeps nothing
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -145,22 +144,15 @@ func TestTheItemIsReadableInTheConsole(t *testing.T) {
 
 func TestADoneContextFailsWithoutAMiss(t *testing.T) {
 	d := withTable(t)
-	c := newCache(t, d, Options{})
-	cachetest.Set(t, c, 1, "cancelled")
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := c.Get(done, "cancelled"); err == nil || errors.Is(err, cache.ErrMiss) {
-		t.Fatalf("Get with a cancelled context: %v, want an error other than ErrMiss", err)
-	}
+	cachetest.DoneContext(t, newCache(t, d, Options{}))
 }
 
 func TestCreateTableCreatesAnOnDemandTableWithTTL(t *testing.T) {
 	d := svctest.Dynalite(t)
 	ctx := ctxT(t)
 	db := raw(d)
-	var logs strings.Builder
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	var logs svctest.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
 
 	// Two hosts start at once on a fresh table: one creates it, both use it.
 	a := newCache(t, d, Options{CreateTable: true, TTL: time.Hour, Logger: logger})
@@ -201,9 +193,7 @@ func TestCreateTableCreatesAnOnDemandTableWithTTL(t *testing.T) {
 			t.Errorf("Warnings = %q", w)
 		}
 	}
-	mu.Lock()
 	got := logs.String()
-	mu.Unlock()
 	if strings.Count(got, "created table") != 1 || strings.Count(got, "enabled TTL") != 1 {
 		t.Errorf("the log should say once that the table was created and its TTL enabled:\n%s", got)
 	}
@@ -234,18 +224,6 @@ func TestCreateTableCreatesAnOnDemandTableWithTTL(t *testing.T) {
 			t.Fatalf("Init on the existing table: %v", err)
 		}
 	})
-}
-
-// lockedWriter serialises writes to a strings.Builder shared by concurrent loggers.
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 // TestMissingTableGivesTheCommandsThatCreateIt runs what the error says with the AWS
@@ -339,9 +317,8 @@ func TestATableWithoutTTLIsAWarningWhenEntriesExpire(t *testing.T) {
 		t.Errorf("without CacheTTL: Warnings = %q", w)
 	}
 
-	var logs strings.Builder
-	var mu sync.Mutex
-	c := newCache(t, d, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	var logs svctest.Buffer
+	c := newCache(t, d, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := c.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -349,8 +326,6 @@ func TestATableWithoutTTLIsAWarningWhenEntriesExpire(t *testing.T) {
 	if len(w) != 1 || !strings.Contains(w[0], "has no TTL") || !strings.Contains(w[0], c.ttlCommand()) {
 		t.Fatalf("Warnings = %q, want one that gives %s", w, c.ttlCommand())
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "has no TTL") {
 		t.Errorf("the warning was not logged:\n%s", logs.String())
 	}
@@ -515,35 +490,12 @@ func TestKilledServer(t *testing.T) {
 	}
 	cachetest.Set(t, c, 1, "before")
 
-	bounded := func(t *testing.T, state string) {
-		t.Helper()
-		ctx := context.Background() // no deadline: Timeout alone must bound them
-		for _, op := range []struct {
-			name string
-			do   func() error
-		}{
-			{"Get", func() error { _, err := c.Get(ctx, "before"); return err }},
-			{"Set", func() error { return c.Set(ctx, "during", calc.Sum(1, []byte("during"))) }},
-			{"Delete", func() error { return c.Delete(ctx, "before") }},
-			{"Ping", func() error { return c.Ping(ctx) }},
-		} {
-			start := time.Now()
-			err := op.do()
-			if took := time.Since(start); took > timeout+400*time.Millisecond {
-				t.Errorf("%s on a %s server took %v", op.name, state, took)
-			}
-			if err == nil || errors.Is(err, cache.ErrMiss) {
-				t.Errorf("%s on a %s server: %v, want an error other than ErrMiss", op.name, state, err)
-			}
-		}
-	}
-
 	t.Run("hung", func(t *testing.T) {
 		if err := d.Pause(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = d.Resume() }()
-		bounded(t, "hung")
+		cachetest.FailsFast(t, c, timeout+400*time.Millisecond, "hung")
 	})
 	// Connections are pooled; a hung server's are dropped by its timeouts, and
 	// resuming lets it answer what it was sent.
@@ -553,7 +505,7 @@ func TestKilledServer(t *testing.T) {
 	if err := d.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	bounded(t, "killed")
+	cachetest.FailsFast(t, c, timeout+400*time.Millisecond, "killed")
 
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)

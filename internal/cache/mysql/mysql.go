@@ -15,22 +15,20 @@ package mysql
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/sqlname"
 )
@@ -58,22 +56,6 @@ const DefaultTable = "unicorntable"
 // DefaultTimeout is used when Options.Timeout is zero; it matches CacheTimeout's
 // default.
 const DefaultTimeout = 100 * time.Millisecond
-
-// hashPrefix starts the requestid of a key that the column cannot hold exactly.
-const hashPrefix = "sha256:"
-
-// hashedLen is the length of a hashed requestid: the prefix and 64 hex digits.
-const hashedLen = len(hashPrefix) + 2*sha256.Size
-
-// lookupRows is how many of a key's newest rows Get reads. A contest table has no
-// unique index, so two fleets running different CalcVersions leave a row each per
-// key; reading a few rows lets each fleet find its own instead of only the newest
-// fleet ever hitting.
-const lookupRows = 8
-
-// purgeBatch bounds the number of ids in one DELETE … WHERE id IN (…) of Purge, so
-// that no statement holds many row locks or exceeds max_allowed_packet.
-const purgeBatch = 500
 
 // Options configure a Cache. Host and DB are required; every other zero value works.
 type Options struct {
@@ -135,20 +117,11 @@ type Cache struct {
 	state   atomic.Pointer[schema] // nil until Init succeeds, and again when the table goes away
 	closed  atomic.Bool
 
-	// Hits are counted in memory and added to the rows every HitFlush: an UPDATE per
-	// hit would double a hit's cost and serialise concurrent hits on one row's lock.
-	hitMu   sync.Mutex
-	hits    map[int64]int // row id -> hits not yet written
-	stop    chan struct{}
-	flushed sync.WaitGroup
+	hits *sqltable.Hits // written to the hits column by FlushHits
 }
 
 // HitFlush is how often counted hits are written to the hits column.
-const HitFlush = 250 * time.Millisecond
-
-// maxPendingHits bounds the rows whose hits wait in memory; hits on further rows
-// before the next flush are not counted.
-const maxPendingHits = 100_000
+const HitFlush = sqltable.HitFlush
 
 var (
 	_ cache.Cache   = (*Cache)(nil)
@@ -194,8 +167,7 @@ func New(o Options) (*Cache, error) {
 		quote:   "`" + o.Table + "`",
 		addr:    addr,
 		initSem: make(chan struct{}, 1),
-		hits:    map[int64]int{},
-		stop:    make(chan struct{}),
+		hits:    sqltable.NewHits(),
 	}
 	c.db, err = open(c.config(o.Timeout, o.Timeout))
 	if err != nil {
@@ -217,58 +189,29 @@ func New(o Options) (*Cache, error) {
 	c.admin.SetMaxIdleConns(2)
 	c.admin.SetConnMaxLifetime(5 * time.Minute)
 	c.admin.SetConnMaxIdleTime(time.Minute)
-	c.flushed.Go(c.flushLoop)
+	c.hits.Start(c.FlushHits)
 	return c, nil
 }
 
-// countHit records a hit on row id, to be written by the next flush.
-func (c *Cache) countHit(id int64) {
-	c.hitMu.Lock()
-	if _, ok := c.hits[id]; ok || len(c.hits) < maxPendingHits {
-		c.hits[id]++
-	}
-	c.hitMu.Unlock()
-}
-
-func (c *Cache) flushLoop() {
-	t := time.NewTicker(HitFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = c.FlushHits(ctx)
-			cancel()
-		}
-	}
-}
-
-// FlushHits writes the hits counted since the last flush. Hits it cannot write are
-// kept for the next one.
+// FlushHits writes the hits counted since the last flush, a row per UPDATE, rows
+// in id order. Hits it cannot write are kept for the next one.
 func (c *Cache) FlushHits(ctx context.Context) error {
-	c.hitMu.Lock()
-	pending := c.hits
-	c.hits = map[int64]int{}
-	c.hitMu.Unlock()
-	if len(pending) == 0 {
+	ids, counts := c.hits.Take()
+	if len(ids) == 0 {
 		return nil
 	}
 	s := c.state.Load()
-	var err error
-	for id, n := range pending {
-		if s != nil && err == nil {
-			if _, err = s.hit.ExecContext(ctx, n, id); err == nil {
-				continue
-			}
-			err = c.fail(s, "count hits", err)
-		}
-		c.hitMu.Lock()
-		c.hits[id] += n
-		c.hitMu.Unlock()
+	if s == nil {
+		c.hits.Keep(ids, counts) // for when Init has succeeded again
+		return nil
 	}
-	return err
+	for i, id := range ids {
+		if _, err := s.hit.ExecContext(ctx, counts[id], id); err != nil {
+			c.hits.Keep(ids[i:], counts)
+			return c.fail(s, "count hits", err)
+		}
+	}
+	return nil
 }
 
 // address joins host and port, accepting a host that already carries a port.
@@ -334,27 +277,14 @@ func open(cfg *mysql.Config) (*sql.DB, error) {
 }
 
 // requestID is the requestid under which key is stored: the key itself when the
-// column holds it byte for byte, else sha256:<hex>. A key that itself starts with
-// "sha256:" is always hashed, so a stored key can never pose as another's hash.
+// column holds it byte for byte, else sha256:<hex> (sqltable.RequestID).
 func (s *schema) requestID(key string) string {
-	if len(key) <= s.maxKey && !strings.HasPrefix(key, hashPrefix) {
-		if s.anyUTF8 && utf8.ValidString(key) || isASCII(key) {
-			return key
-		}
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hashPrefix + hex.EncodeToString(sum[:])
+	return sqltable.RequestID(key, s.verbatim)
 }
 
-// isASCII reports whether s holds only 7-bit characters, which every character
-// set stores unchanged.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
+// verbatim reports whether requestid holds key byte for byte.
+func (s *schema) verbatim(key string) bool {
+	return len(key) <= s.maxKey && (s.anyUTF8 && utf8.ValidString(key) || sqltable.IsASCII(key))
 }
 
 // ready returns the table's schema, running Init first if it has not succeeded.
@@ -385,37 +315,22 @@ func (c *Cache) Get(ctx context.Context, key string) (calc.Result, error) {
 	if err != nil {
 		return calc.Result{}, c.fail(s, "get", err)
 	}
-	var (
-		id     int64
-		value  sql.RawBytes
-		r      calc.Result
-		verr   = cache.ErrMiss
-		hitRow int64
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &value); err != nil {
-			rows.Close()
-			return calc.Result{}, c.fail(s, "get", err)
-		}
-		r, verr = cache.CheckToken(c.o.Version, key, value)
-		if errors.Is(verr, cache.ErrMiss) {
-			continue // another CalcVersion's answer: not ours, not damage
-		}
-		hitRow = id
-		break
-	}
+	r, row, err := sqltable.Newest[sql.RawBytes](rows, c.o.Version, key)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if rerr := rows.Err(); rerr != nil {
+		return calc.Result{}, c.fail(s, "get", rerr)
+	}
+	switch {
+	case err == nil:
+		c.hits.Count(row)
+		return r, nil
+	case errors.Is(err, cache.ErrMiss):
+		return calc.Result{}, cache.ErrMiss
+	case errors.Is(err, cache.ErrCorrupt):
+		return calc.Result{}, fmt.Errorf("mysql: %s row %d: %w", c.name, row, err)
+	default:
 		return calc.Result{}, c.fail(s, "get", err)
 	}
-	if verr != nil {
-		if errors.Is(verr, cache.ErrMiss) {
-			return calc.Result{}, cache.ErrMiss
-		}
-		return calc.Result{}, fmt.Errorf("mysql: %s row %d: %w", c.name, hitRow, verr)
-	}
-	c.countHit(hitRow)
-	return r, nil
 }
 
 // Set stores r as key's answer. In contest mode it appends a row unless the key
@@ -531,19 +446,26 @@ func (c *Cache) Purge(ctx context.Context, match func(key string) bool) (int, er
 // PurgeCounts is Purge that also returns skipped: the number of rows whose
 // requestid is a sha256:<hex> hash (keys too long for the column, or not valid
 // UTF-8), which no pattern can match. It streams the table's ids and requestids
-// and deletes the matching rows in batches of at most 500, so neither memory nor
-// any one statement grows with the table.
+// and deletes the matching rows in batches of at most 500 (so that no DELETE
+// exceeds max_allowed_packet), so neither memory nor any one statement grows with
+// the table.
 func (c *Cache) PurgeCounts(ctx context.Context, match func(key string) bool) (removed, skipped int, err error) {
+	p := sqltable.Purge{Match: match}
+	err = c.purge(ctx, &p)
+	return p.Removed, p.Skipped, err
+}
+
+func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 	s, err := c.ready(ctx)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	rows, err := c.admin.QueryContext(ctx, "SELECT id, requestid FROM "+c.quote)
 	if err != nil {
-		return 0, 0, c.fail(s, "purge", err)
+		return c.fail(s, "purge", err)
 	}
 	defer rows.Close()
-	batch := make([]any, 0, purgeBatch)
+	batch := make([]any, 0, sqltable.PurgeBatch)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -557,38 +479,31 @@ func (c *Cache) PurgeCounts(ctx context.Context, match func(key string) bool) (r
 		if err != nil {
 			return c.fail(s, "purge", err)
 		}
-		removed += int(n)
+		p.Removed += int(n)
 		batch = batch[:0]
 		return nil
 	}
 	for rows.Next() {
 		var (
 			id  int64
-			rid sql.NullString
+			rid *string
 		)
 		if err := rows.Scan(&id, &rid); err != nil {
-			return removed, skipped, c.fail(s, "purge", err)
+			return c.fail(s, "purge", err)
 		}
-		switch {
-		case !rid.Valid:
-		case strings.HasPrefix(rid.String, hashPrefix):
-			skipped++
-		case match(rid.String):
+		if p.Wants(rid) {
 			batch = append(batch, id)
-			if len(batch) == purgeBatch {
+			if len(batch) == sqltable.PurgeBatch {
 				if err := flush(); err != nil {
-					return removed, skipped, err
+					return err
 				}
 			}
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return removed, skipped, c.fail(s, "purge", err)
+		return c.fail(s, "purge", err)
 	}
-	if err := flush(); err != nil {
-		return removed, skipped, err
-	}
-	return removed, skipped, nil
+	return flush()
 }
 
 // Close closes the prepared statements and both pools. Operations after Close fail.
@@ -596,8 +511,7 @@ func (c *Cache) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	close(c.stop)
-	c.flushed.Wait()
+	c.hits.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = c.FlushHits(ctx)
 	cancel()

@@ -2,9 +2,7 @@ package mysql
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -137,62 +137,40 @@ func contest(t testing.TB, o Options) (*Cache, *sql.DB, string) {
 	return newCache(t, server, name, o), db, name
 }
 
-// wantHit fails t unless c returns key's right answer at version.
-func wantHit(t testing.TB, c *Cache, version int, key string) {
-	t.Helper()
-	got, err := c.Get(ctxT(t), key)
-	if err != nil {
-		t.Fatalf("Get(%q): %v, want a hit", key, err)
-	}
-	if want := calc.Sum(version, []byte(key)); got != want {
-		t.Fatalf("Get(%q) = %x, want %x", key, got, want)
-	}
-}
-
-// wantErr fails t unless Get(key) returns an error that is target.
-func wantErr(t testing.TB, c *Cache, key string, target error) {
-	t.Helper()
-	_, err := c.Get(ctxT(t), key)
-	if !errors.Is(err, target) {
-		t.Fatalf("Get(%q) error = %v, want %v", key, err, target)
-	}
-}
-
-// set stores key's right answer at version through c.
-func set(t testing.TB, c *Cache, version int, key string) {
-	t.Helper()
-	if err := c.Set(ctxT(t), key, calc.Sum(version, []byte(key))); err != nil {
-		t.Fatalf("Set(%q): %v", key, err)
-	}
-}
-
-func token(version int, key string) string {
-	return string(calc.Body(calc.Token, version, []byte(key)))
-}
-
-func hashed(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// tamper changes one character of a token, keeping its length and alphabet.
-func tamper(tok string) string {
-	b := []byte(tok)
-	if b[100] == 'A' {
-		b[100] = 'B'
-	} else {
-		b[100] = 'A'
-	}
-	return string(b)
+// TestConformance runs the shared suite on the contest table. (A table the server
+// creates itself has a unique index on requestid, so it keeps one version's answer
+// per key: the suite's "versions do not collide" does not hold there, by design.)
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	dbName, db := testDB(t, server)
+	exec(t, db, contestTable)
+	cachetest.Conformance(t, cachetest.Backend{
+		New: func(t testing.TB, version int) cachetest.Shared {
+			return newCache(t, server, dbName, Options{Version: version})
+		},
+		Put: func(t testing.TB, version int, key string, v []byte) {
+			c := newCache(t, server, dbName, Options{Version: version})
+			if err := c.Init(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			rid := c.state.Load().requestID(key)
+			exec(t, db, "DELETE FROM unicorntable WHERE requestid = ?", rid)
+			exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (?, ?, 0)", rid, string(v))
+		},
+		Encode: func(version int, key string, r calc.Result) []byte {
+			return calc.AppendBody(nil, calc.Token, version, []byte(key), &r)
+		},
+		OtherVersionIsMiss: true,
+	})
 }
 
 func TestContestTableStoresThenHits(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
 	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
-	wantErr(t, c, key, cache.ErrMiss)
-	set(t, c, 1, key)
-	wantHit(t, c, 1, key)
+	cachetest.WantErr(t, c, key, cache.ErrMiss)
+	cachetest.Set(t, c, 1, key)
+	cachetest.WantHit(t, c, 1, key)
 	if m := c.Mode(); m != "contest" {
 		t.Errorf("Mode() = %q, want contest", m)
 	}
@@ -202,11 +180,11 @@ func TestContestTableStoresThenHits(t *testing.T) {
 	if err := db.QueryRowContext(ctxT(t), "SELECT requestid, requestvalue, hits FROM unicorntable").Scan(&rid, &val, &hits); err != nil {
 		t.Fatal(err)
 	}
-	if rid != key || val != token(1, key) || hits != 1 {
-		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, token(1, key))
+	if rid != key || val != cachetest.Token(1, key) || hits != 1 {
+		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, cachetest.Token(1, key))
 	}
 	// Setting the same answer again adds no row.
-	set(t, c, 1, key)
+	cachetest.Set(t, c, 1, key)
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows after a second Set of the same answer, want 1", n)
 	}
@@ -219,19 +197,19 @@ func TestAnotherHostHitsWhatOneStored(t *testing.T) {
 	t.Parallel()
 	a, _, name := contest(t, Options{})
 	b := newCache(t, server, name, Options{})
-	set(t, a, 1, "3615-7184-2117")
-	wantHit(t, b, 1, "3615-7184-2117")
+	cachetest.Set(t, a, 1, "3615-7184-2117")
+	cachetest.WantHit(t, b, 1, "3615-7184-2117")
 }
 
 func TestHitsColumnCountsEveryHit(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "testing")
+	cachetest.Set(t, c, 1, "testing")
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 0 {
 		t.Fatalf("hits = %d after Set, want 0", n)
 	}
 	for range 3 {
-		wantHit(t, c, 1, "testing")
+		cachetest.WantHit(t, c, 1, "testing")
 	}
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 0 {
 		t.Fatalf("hits = %d before a flush: hits are written every HitFlush, not per hit", n)
@@ -245,8 +223,8 @@ func TestHitsColumnCountsEveryHit(t *testing.T) {
 func TestHitsCountsRowsInsertedWithNullHits(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES (?, ?)", "k", token(1, "k"))
-	wantHit(t, c, 1, "k")
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES (?, ?)", "k", cachetest.Token(1, "k"))
+	cachetest.WantHit(t, c, 1, "k")
 	flushHits(t, c)
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 1 {
 		t.Errorf("hits = %d, want 1", n)
@@ -257,24 +235,24 @@ func TestLookupsTakeTheNewestRow(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (?, ?, 0), (?, ?, 0)",
-		"old-bad", tamper(token(1, "old-bad")), "old-bad", token(1, "old-bad"))
-	wantHit(t, c, 1, "old-bad")
+		"old-bad", cachetest.Tamper(cachetest.Token(1, "old-bad")), "old-bad", cachetest.Token(1, "old-bad"))
+	cachetest.WantHit(t, c, 1, "old-bad")
 
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (?, ?, 0), (?, ?, 0)",
-		"new-bad", token(1, "new-bad"), "new-bad", tamper(token(1, "new-bad")))
-	wantErr(t, c, "new-bad", cache.ErrCorrupt)
+		"new-bad", cachetest.Token(1, "new-bad"), "new-bad", cachetest.Tamper(cachetest.Token(1, "new-bad")))
+	cachetest.WantErr(t, c, "new-bad", cache.ErrCorrupt)
 }
 
 func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "abc")
-	wantErr(t, c, "ABC", cache.ErrMiss)
-	wantErr(t, c, "abc ", cache.ErrMiss)
-	set(t, c, 1, "ABC")
-	set(t, c, 1, "abc ")
+	cachetest.Set(t, c, 1, "abc")
+	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
+	cachetest.WantErr(t, c, "abc ", cache.ErrMiss)
+	cachetest.Set(t, c, 1, "ABC")
+	cachetest.Set(t, c, 1, "abc ")
 	for _, k := range []string{"abc", "ABC", "abc "} {
-		wantHit(t, c, 1, k)
+		cachetest.WantHit(t, c, 1, k)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 3 {
 		t.Errorf("%d rows, want 3", n)
@@ -282,8 +260,8 @@ func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
 	if err := c.Delete(ctxT(t), "ABC"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, "ABC", cache.ErrMiss)
-	wantHit(t, c, 1, "abc")
+	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
+	cachetest.WantHit(t, c, 1, "abc")
 }
 
 func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
@@ -292,13 +270,13 @@ func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
 	for name, key := range map[string]string{
 		"a 300-byte key":               strings.Repeat("x", 300),
 		"an invalid UTF-8 key":         "caf\xe9",
-		"a key that looks like a hash": hashed("other"),
+		"a key that looks like a hash": sqltable.Hash("other"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			set(t, c, 1, key)
-			wantHit(t, c, 1, key)
-			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = ?", hashed(key)); n != 1 {
-				t.Errorf("%d rows under %s, want 1", n, hashed(key))
+			cachetest.Set(t, c, 1, key)
+			cachetest.WantHit(t, c, 1, key)
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = ?", sqltable.Hash(key)); n != 1 {
+				t.Errorf("%d rows under %s, want 1", n, sqltable.Hash(key))
 			}
 		})
 	}
@@ -311,8 +289,8 @@ func TestKeysAUTF8MB4ColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 	exec(t, db, "CREATE INDEX requestid ON unicorntable (requestid)")
 	c := newCache(t, server, name, Options{})
 	for _, key := range []string{strings.Repeat("y", 255), "clé-ünicorn-🦄", "nul\x00byte"} {
-		set(t, c, 1, key)
-		wantHit(t, c, 1, key)
+		cachetest.Set(t, c, 1, key)
+		cachetest.WantHit(t, c, 1, key)
 		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE CAST(requestid AS BINARY) = CAST(? AS BINARY)", key); n != 1 {
 			t.Errorf("%d rows under the key %q itself, want 1", n, key)
 		}
@@ -325,25 +303,25 @@ func TestKeysAUTF8MB4ColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 func TestATamperedValueIsCorrupt(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "testing")
-	exec(t, db, "UPDATE unicorntable SET requestvalue = ?", tamper(token(1, "testing")))
-	wantErr(t, c, "testing", cache.ErrCorrupt)
+	cachetest.Set(t, c, 1, "testing")
+	exec(t, db, "UPDATE unicorntable SET requestvalue = ?", cachetest.Tamper(cachetest.Token(1, "testing")))
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
 	exec(t, db, "UPDATE unicorntable SET requestvalue = NULL")
-	wantErr(t, c, "testing", cache.ErrCorrupt)
-	exec(t, db, "UPDATE unicorntable SET requestvalue = ?", token(1, "another key"))
-	wantErr(t, c, "testing", cache.ErrCorrupt)
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
+	exec(t, db, "UPDATE unicorntable SET requestvalue = ?", cachetest.Token(1, "another key"))
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
 }
 
 func TestAnotherVersionsAnswerIsAMiss(t *testing.T) {
 	t.Parallel()
 	v1, _, name := contest(t, Options{})
 	v2 := newCache(t, server, name, Options{Version: 2})
-	set(t, v2, 2, "testing")
-	wantErr(t, v1, "testing", cache.ErrMiss)
+	cachetest.Set(t, v2, 2, "testing")
+	cachetest.WantErr(t, v1, "testing", cache.ErrMiss)
 	// Both fleets keep hitting their own rows once both are stored.
-	set(t, v1, 1, "testing")
-	wantHit(t, v1, 1, "testing")
-	wantHit(t, v2, 2, "testing")
+	cachetest.Set(t, v1, 1, "testing")
+	cachetest.WantHit(t, v1, 1, "testing")
+	cachetest.WantHit(t, v2, 2, "testing")
 }
 
 func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
@@ -357,8 +335,8 @@ func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
 		t.Errorf("Warnings() = %q, want CacheTTL and the table named", w)
 	}
 	// The TTL is not enforced, so an old row still hits.
-	set(t, c, 1, "testing")
-	wantHit(t, c, 1, "testing")
+	cachetest.Set(t, c, 1, "testing")
+	cachetest.WantHit(t, c, 1, "testing")
 }
 
 func TestMissingTableWithoutCreateTable(t *testing.T) {
@@ -386,8 +364,8 @@ func TestMissingTableWithoutCreateTable(t *testing.T) {
 	if err := c.Ping(ctxT(t)); err != nil {
 		t.Fatalf("Ping() after creating the table = %v", err)
 	}
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 }
 
 func TestMissingDatabaseIsNoTable(t *testing.T) {
@@ -420,34 +398,34 @@ func TestCreateTableMakesAManagedTable(t *testing.T) {
 	}
 
 	t.Run("Set replaces the key's row", func(t *testing.T) {
-		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (?, ?, 0)", "k", tamper(token(1, "k")))
-		wantErr(t, c, "k", cache.ErrCorrupt)
-		set(t, c, 1, "k")
-		set(t, c, 1, "k")
-		wantHit(t, c, 1, "k")
+		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (?, ?, 0)", "k", cachetest.Tamper(cachetest.Token(1, "k")))
+		cachetest.WantErr(t, c, "k", cache.ErrCorrupt)
+		cachetest.Set(t, c, 1, "k")
+		cachetest.Set(t, c, 1, "k")
+		cachetest.WantHit(t, c, 1, "k")
 		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 1 {
 			t.Errorf("%d rows for k, want 1", n)
 		}
 	})
 	t.Run("keys differing in case get their own rows", func(t *testing.T) {
-		set(t, c, 1, "abc")
-		set(t, c, 1, "ABC")
-		wantHit(t, c, 1, "abc")
-		wantHit(t, c, 1, "ABC")
+		cachetest.Set(t, c, 1, "abc")
+		cachetest.Set(t, c, 1, "ABC")
+		cachetest.WantHit(t, c, 1, "abc")
+		cachetest.WantHit(t, c, 1, "ABC")
 	})
 	t.Run("an entry older than the TTL is a miss until set again", func(t *testing.T) {
-		set(t, c, 1, "old")
+		cachetest.Set(t, c, 1, "old")
 		exec(t, db, "UPDATE unicorntable SET created_at = NOW(3) - INTERVAL 2 HOUR WHERE requestid = 'old'")
-		wantErr(t, c, "old", cache.ErrMiss)
-		set(t, c, 1, "old")
-		wantHit(t, c, 1, "old")
+		cachetest.WantErr(t, c, "old", cache.ErrMiss)
+		cachetest.Set(t, c, 1, "old")
+		cachetest.WantHit(t, c, 1, "old")
 	})
 	t.Run("a second Init and another Cache reuse the table", func(t *testing.T) {
 		if err := c.Init(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 		other := newCache(t, server, name, Options{CreateTable: true})
-		wantHit(t, other, 1, "k")
+		cachetest.WantHit(t, other, 1, "k")
 	})
 }
 
@@ -455,8 +433,8 @@ func TestTTLExpiresInRealTime(t *testing.T) {
 	t.Parallel()
 	name, _ := testDB(t, server)
 	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Second})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := c.Get(ctxT(t), "k")
@@ -479,11 +457,11 @@ func TestManagedTableWithoutUniqueIndexHonoursTTL(t *testing.T) {
 	name, db := testDB(t, server)
 	exec(t, db, "CREATE TABLE unicorntable(id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT, created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))")
 	c := newCache(t, server, name, Options{TTL: time.Hour})
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	exec(t, db, "UPDATE unicorntable SET created_at = NOW(3) - INTERVAL 2 HOUR")
-	wantErr(t, c, "k", cache.ErrMiss)
-	set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
-	wantHit(t, c, 1, "k")
+	cachetest.WantErr(t, c, "k", cache.ErrMiss)
+	cachetest.Set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
+	cachetest.WantHit(t, c, 1, "k")
 	if m := c.Mode(); m != "managed" {
 		t.Errorf("Mode() = %q, want managed", m)
 	}
@@ -492,30 +470,30 @@ func TestManagedTableWithoutUniqueIndexHonoursTTL(t *testing.T) {
 func TestDelete(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 0), ('other', 'junk', 0)")
 	if err := c.Delete(ctxT(t), "k"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, "k", cache.ErrMiss)
+	cachetest.WantErr(t, c, "k", cache.ErrMiss)
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows left, want only the other key's", n)
 	}
 	long := strings.Repeat("z", 400)
-	set(t, c, 1, long)
+	cachetest.Set(t, c, 1, long)
 	if err := c.Delete(ctxT(t), long); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, long, cache.ErrMiss)
+	cachetest.WantErr(t, c, long, cache.ErrMiss)
 }
 
 func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
 	t.Parallel()
 	c, db, name := contest(t, Options{})
 	for _, k := range []string{"keep-1", "drop-1", "drop-2", strings.Repeat("drop", 100), "caf\xe9"} {
-		set(t, c, 1, k)
+		cachetest.Set(t, c, 1, k)
 	}
-	set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
+	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
 	removed, skipped, err := c.PurgeCounts(ctxT(t), func(k string) bool { return strings.Contains(k, "drop") })
 	if err != nil {
 		t.Fatal(err)
@@ -523,8 +501,8 @@ func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
 	if removed != 3 || skipped != 2 {
 		t.Errorf("PurgeCounts() = %d removed, %d skipped; want 3, 2", removed, skipped)
 	}
-	wantErr(t, c, "drop-1", cache.ErrMiss)
-	wantHit(t, c, 1, "keep-1")
+	cachetest.WantErr(t, c, "drop-1", cache.ErrMiss)
+	cachetest.WantHit(t, c, 1, "keep-1")
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 3 {
 		t.Errorf("%d rows left, want 3", n)
 	}
@@ -544,7 +522,7 @@ func TestPurgeDeletesInBatches(t *testing.T) {
 		args = append(args, fmt.Sprintf("batch-%d", i))
 	}
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES "+b.String(), args...)
-	set(t, c, 1, "keep")
+	cachetest.Set(t, c, 1, "keep")
 	removed, err := c.Purge(ctxT(t), func(k string) bool { return strings.HasPrefix(k, "batch-") })
 	if err != nil {
 		t.Fatal(err)
@@ -610,8 +588,8 @@ func TestNarrowOrLatin1RequestIDHashesWhatItCannotHold(t *testing.T) {
 	exec(t, db, "CREATE TABLE unicorntable(id SERIAL PRIMARY KEY, requestid VARCHAR(100) CHARACTER SET latin1, requestvalue VARCHAR(255), hits INT)")
 	c := newCache(t, server, name, Options{})
 	for _, key := range []string{"ascii", "clé", strings.Repeat("k", 101)} {
-		set(t, c, 1, key)
-		wantHit(t, c, 1, key)
+		cachetest.Set(t, c, 1, key)
+		cachetest.WantHit(t, c, 1, key)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 2 {
 		t.Errorf("%d hashed rows, want 2", n)
@@ -629,10 +607,10 @@ func TestADroppedTableIsNoticed(t *testing.T) {
 			name, db := testDB(t, server)
 			c := newCache(t, server, name, Options{CreateTable: create})
 			if create {
-				set(t, c, 1, "k") // creates the table
+				cachetest.Set(t, c, 1, "k") // creates the table
 			} else {
 				exec(t, db, contestTable)
-				set(t, c, 1, "k")
+				cachetest.Set(t, c, 1, "k")
 			}
 			exec(t, db, "DROP TABLE unicorntable")
 			if _, err := c.Get(ctxT(t), "k"); err == nil || errors.Is(err, cache.ErrMiss) {
@@ -643,7 +621,7 @@ func TestADroppedTableIsNoticed(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Ping() = %v, want the table re-created", err)
 				}
-				wantErr(t, c, "k", cache.ErrMiss)
+				cachetest.WantErr(t, c, "k", cache.ErrMiss)
 			} else if !errors.Is(err, ErrNoTable) {
 				t.Fatalf("Ping() = %v, want ErrNoTable", err)
 			}
@@ -698,8 +676,8 @@ func TestInitHonoursAContextThatEndsWhileWaiting(t *testing.T) {
 func TestTLSPreferredFallsBackToPlaintext(t *testing.T) {
 	t.Parallel()
 	c, _, _ := contest(t, Options{TLS: "preferred"})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 }
 
 func TestKilledServerFailsFastAndRecovers(t *testing.T) {
@@ -709,8 +687,8 @@ func TestKilledServerFailsFastAndRecovers(t *testing.T) {
 	exec(t, db, contestTable)
 	const timeout = 200 * time.Millisecond
 	c := newCache(t, p, name, Options{Timeout: timeout})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
@@ -738,8 +716,8 @@ func TestKilledServerFailsFastAndRecovers(t *testing.T) {
 		if err := c.Ping(ctxT(t)); err != nil {
 			t.Fatalf("Ping() after Restart = %v", err)
 		}
-		set(t, c, 1, "after")
-		wantHit(t, c, 1, "after")
+		cachetest.Set(t, c, 1, "after")
+		cachetest.WantHit(t, c, 1, "after")
 	}
 }
 
@@ -787,7 +765,7 @@ func BenchmarkGetHit(b *testing.B) {
 	exec(b, db, contestTable)
 	c := newCache(b, server, name, Options{})
 	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
-	set(b, c, 1, key)
+	cachetest.Set(b, c, 1, key)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -808,8 +786,8 @@ func flushHits(t *testing.T, c *Cache) {
 func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "bg")
-	wantHit(t, c, 1, "bg")
+	cachetest.Set(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
 	deadline := time.Now().Add(10 * HitFlush)
 	for queryInt(t, db, "SELECT hits FROM unicorntable") != 1 {
 		if time.Now().After(deadline) {
@@ -817,8 +795,8 @@ func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
 		}
 		time.Sleep(HitFlush / 5)
 	}
-	wantHit(t, c, 1, "bg")
-	wantHit(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -859,7 +837,7 @@ func TestConcurrentContestSetsAllSucceed(t *testing.T) {
 	}
 	for w := range writers {
 		for i := range each {
-			wantHit(t, c, 1, fmt.Sprintf("w%d-k%d", w, i))
+			cachetest.WantHit(t, c, 1, fmt.Sprintf("w%d-k%d", w, i))
 		}
 	}
 }
@@ -881,9 +859,9 @@ func TestWarningsSuggestAnIndexOnRequestID(t *testing.T) {
 	// contest semantics: the index is not unique.
 	exec(t, db, stmt)
 	c = newCache(t, server, name, Options{})
-	set(t, c, 1, "k")
-	set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
 		t.Errorf("Warnings() with the index = %q, want none about an index", w)
 	}
@@ -928,27 +906,9 @@ func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
 	}
 }
 
-// syncBuf is a log destination safe for the driver's and the test's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestInitLogsTheTablesWarnings(t *testing.T) {
 	t.Parallel()
-	var logs syncBuf
+	var logs svctest.Buffer
 	c, _, _ := contest(t, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := c.Ping(ctxT(t)); err != nil { // as a probe would, long after startup
 		t.Fatal(err)

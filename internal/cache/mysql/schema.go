@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 )
 
@@ -151,22 +152,15 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, col := range []string{"id", "requestid", "requestvalue", "hits"} {
-		if !slices.Contains(names, col) {
-			missing = append(missing, col)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: %s lacks the column(s) %s; it needs id, requestid, requestvalue and hits, as in: %s",
-			ErrSchema, c.name, strings.Join(missing, ", "), contestCreate(c.quote))
+	if err := sqltable.CheckColumns(ErrSchema, c.name, names, func() string { return contestCreate(c.quote) }); err != nil {
+		return nil, err
 	}
 
 	cols, err := c.columns(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &schema{maxKey: 255}
+	s := &schema{maxKey: sqltable.MaxKey}
 	if id, ok := cols["id"]; ok && !strings.Contains(strings.ToLower(id.extra), "auto_increment") {
 		return nil, fmt.Errorf("%w: column id of %s is not AUTO_INCREMENT; declare it as id SERIAL PRIMARY KEY", ErrSchema, c.name)
 	}
@@ -177,15 +171,13 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 		}
 	}
 	if rid, ok := cols["requestid"]; ok {
-		if !isText(rid.dataType) || rid.maxLen.Valid && rid.maxLen.Int64 < int64(hashedLen) {
+		if !isText(rid.dataType) || rid.maxLen.Valid && rid.maxLen.Int64 < int64(sqltable.HashedLen) {
 			return nil, fmt.Errorf("%w: column requestid of %s is %s(%d); it must hold at least %d characters: VARCHAR(255)",
-				ErrSchema, c.name, strings.ToUpper(rid.dataType), rid.maxLen.Int64, hashedLen)
+				ErrSchema, c.name, strings.ToUpper(rid.dataType), rid.maxLen.Int64, sqltable.HashedLen)
 		}
 		if rid.maxLen.Valid && rid.maxLen.Int64 < int64(s.maxKey) {
 			s.maxKey = int(rid.maxLen.Int64)
-			s.warnings = append(s.warnings, fmt.Sprintf(
-				"column requestid of table %s holds %d characters: longer keys are stored as sha256:<hex>, which purge cannot match",
-				c.name, s.maxKey))
+			s.warnings = append(s.warnings, sqltable.NarrowWarning("table "+c.name, s.maxKey))
 		}
 		// Binary columns have no character set and store any bytes.
 		s.anyUTF8 = !rid.charset.Valid || strings.EqualFold(rid.charset.String, "utf8mb4")
@@ -214,9 +206,7 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	// Without the privilege to see the table's columns Init sees none of its
 	// indexes either, and says nothing rather than something possibly false.
 	if !indexed && len(cols) > 0 {
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"column requestid of table %s has no index: every lookup scans the whole table; run: CREATE INDEX requestid ON %s (requestid);",
-			c.name, c.quote))
+		s.warnings = append(s.warnings, sqltable.NoIndexWarning("table "+c.name, "CREATE INDEX requestid ON "+c.quote+" (requestid);"))
 	}
 	if s.unique {
 		if coll := cols["requestid"].collation; coll.Valid && !strings.HasSuffix(strings.ToLower(coll.String), "_bin") {
@@ -226,9 +216,7 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 		}
 	}
 	if !s.createdAt && c.o.TTL > 0 {
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"CacheTTL cannot be enforced on table %s: it has no created_at column; set MysqlCreateTable = true on a new table to get expiry",
-			c.name))
+		s.warnings = append(s.warnings, sqltable.NoTTLWarning("table "+c.name, "MysqlCreateTable"))
 	}
 	return s, nil
 }
@@ -364,7 +352,7 @@ func (c *Cache) prepare(ctx context.Context, s *schema) error {
 	if s.ttl {
 		get += fresh
 	}
-	get += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", lookupRows)
+	get += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", sqltable.LookupRows)
 
 	var set string
 	switch {

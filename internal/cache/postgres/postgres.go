@@ -15,17 +15,13 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -35,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/sqlname"
 )
@@ -64,22 +61,6 @@ const DefaultTimeout = 100 * time.Millisecond
 
 // SSLModes are the values Options.SSLMode accepts: libpq's sslmode settings.
 var SSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-
-// hashPrefix starts the requestid of a key that the column cannot hold exactly.
-const hashPrefix = "sha256:"
-
-// hashedLen is the length of a hashed requestid: the prefix and 64 hex digits.
-const hashedLen = len(hashPrefix) + 2*sha256.Size
-
-// lookupRows is how many of a key's newest rows Get reads. A contest table has no
-// unique index, so two fleets running different CalcVersions leave a row each per
-// key; reading a few rows lets each fleet find its own instead of only the newest
-// fleet ever hitting.
-const lookupRows = 8
-
-// purgeBatch bounds the rows Purge reads, and the ids it deletes, per statement, so
-// that no statement holds many row locks and memory does not grow with the table.
-const purgeBatch = 500
 
 // hitBatch bounds the rows whose hits one UPDATE of FlushHits writes.
 const hitBatch = 1000
@@ -143,20 +124,11 @@ type Cache struct {
 	state   atomic.Pointer[schema] // nil until Init succeeds, and again when the table goes away
 	closed  atomic.Bool
 
-	// Hits are counted in memory and added to the rows every HitFlush: an UPDATE per
-	// hit would double a hit's cost and serialise concurrent hits on one row's lock.
-	hitMu   sync.Mutex
-	hits    map[int64]int64 // row id -> hits not yet written
-	stop    chan struct{}
-	flushed sync.WaitGroup
+	hits *sqltable.Hits // written to the hits column by FlushHits
 }
 
 // HitFlush is how often counted hits are written to the hits column.
-const HitFlush = 250 * time.Millisecond
-
-// maxPendingHits bounds the rows whose hits wait in memory; hits on further rows
-// before the next flush are not counted.
-const maxPendingHits = 100_000
+const HitFlush = sqltable.HitFlush
 
 var (
 	_ cache.Cache          = (*Cache)(nil)
@@ -207,8 +179,7 @@ func New(o Options) (*Cache, error) {
 		name:    fmt.Sprintf("table %s in database %s", table, o.DB),
 		addr:    net.JoinHostPort(host, strconv.Itoa(port)),
 		initSem: make(chan struct{}, 1),
-		hits:    map[int64]int64{},
-		stop:    make(chan struct{}),
+		hits:    sqltable.NewHits(),
 	}
 	c.db, err = c.pool(host, port, o.Timeout, 16)
 	if err != nil {
@@ -220,7 +191,7 @@ func New(o Options) (*Cache, error) {
 		c.db.Close()
 		return nil, err
 	}
-	c.flushed.Go(c.flushLoop)
+	c.hits.Start(c.FlushHits)
 	return c, nil
 }
 
@@ -303,43 +274,15 @@ func ValidIdentifier(s string) bool {
 	return sqlname.Valid(s) && len(s) <= maxIdentifier
 }
 
-// countHit records a hit on row id, to be written by the next flush.
-func (c *Cache) countHit(id int64) {
-	c.hitMu.Lock()
-	if _, ok := c.hits[id]; ok || len(c.hits) < maxPendingHits {
-		c.hits[id]++
-	}
-	c.hitMu.Unlock()
-}
-
-func (c *Cache) flushLoop() {
-	t := time.NewTicker(HitFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = c.FlushHits(ctx)
-			cancel()
-		}
-	}
-}
-
 // FlushHits writes the hits counted since the last flush, up to 1000 rows per
 // UPDATE, rows in id order so that two hosts flushing at once lock them in the same
 // order. Hits it cannot write are kept for the next flush.
 func (c *Cache) FlushHits(ctx context.Context) error {
-	c.hitMu.Lock()
-	pending := c.hits
-	c.hits = map[int64]int64{}
-	c.hitMu.Unlock()
-	if len(pending) == 0 {
+	ids, pending := c.hits.Take()
+	if len(ids) == 0 {
 		return nil
 	}
 	s := c.state.Load()
-	ids := slices.Sorted(maps.Keys(pending))
 	var err error
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), hitBatch)]
@@ -357,40 +300,25 @@ func (c *Cache) FlushHits(ctx context.Context) error {
 		}
 		ids = ids[len(batch):]
 	}
-	if len(ids) > 0 {
-		c.hitMu.Lock()
-		for _, id := range ids {
-			c.hits[id] += pending[id]
-		}
-		c.hitMu.Unlock()
-	}
+	c.hits.Keep(ids, pending)
 	return err
 }
 
 // requestID is the requestid under which key is stored: the key itself when the
-// column holds it character for character, else sha256:<hex>. PostgreSQL text
-// cannot hold a NUL byte, and a database whose encoding is not UTF-8 holds only
-// ASCII unchanged. A key that itself starts with "sha256:" is always hashed, so a
-// stored key can never pose as another's hash.
+// column holds it character for character, else sha256:<hex> (sqltable.RequestID).
 func (s *schema) requestID(key string) string {
-	if !strings.HasPrefix(key, hashPrefix) && strings.IndexByte(key, 0) < 0 && len(key) <= 4*s.maxKey {
-		if isASCII(key) && len(key) <= s.maxKey || s.anyUTF8 && utf8.ValidString(key) && utf8.RuneCountInString(key) <= s.maxKey {
-			return key
-		}
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hashPrefix + hex.EncodeToString(sum[:])
+	return sqltable.RequestID(key, s.verbatim)
 }
 
-// isASCII reports whether s holds only 7-bit characters, which every encoding
-// stores unchanged.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
+// verbatim reports whether requestid holds key character for character.
+// PostgreSQL text cannot hold a NUL byte, and a database whose encoding is not
+// UTF-8 holds only ASCII unchanged.
+func (s *schema) verbatim(key string) bool {
+	if strings.IndexByte(key, 0) >= 0 || len(key) > 4*s.maxKey {
+		return false
 	}
-	return true
+	return sqltable.IsASCII(key) && len(key) <= s.maxKey ||
+		s.anyUTF8 && utf8.ValidString(key) && utf8.RuneCountInString(key) <= s.maxKey
 }
 
 // ready returns the table's schema, running Init first if it has not succeeded.
@@ -428,37 +356,22 @@ func (c *Cache) Get(ctx context.Context, key string) (calc.Result, error) {
 	if err != nil {
 		return calc.Result{}, c.fail(s, "get", err)
 	}
-	var (
-		id     int64
-		value  []byte
-		r      calc.Result
-		verr   = cache.ErrMiss
-		hitRow int64
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &value); err != nil {
-			rows.Close()
-			return calc.Result{}, c.fail(s, "get", err)
-		}
-		r, verr = cache.CheckToken(c.o.Version, key, value)
-		if errors.Is(verr, cache.ErrMiss) {
-			continue // another CalcVersion's answer: not ours, not damage
-		}
-		hitRow = id
-		break
-	}
+	r, row, err := sqltable.Newest[[]byte](rows, c.o.Version, key)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if rerr := rows.Err(); rerr != nil {
+		return calc.Result{}, c.fail(s, "get", rerr)
+	}
+	switch {
+	case err == nil:
+		c.hits.Count(row)
+		return r, nil
+	case errors.Is(err, cache.ErrMiss):
+		return calc.Result{}, cache.ErrMiss
+	case errors.Is(err, cache.ErrCorrupt):
+		return calc.Result{}, fmt.Errorf("postgres: %s row %d: %w", c.name, row, err)
+	default:
 		return calc.Result{}, c.fail(s, "get", err)
 	}
-	if verr != nil {
-		if errors.Is(verr, cache.ErrMiss) {
-			return calc.Result{}, cache.ErrMiss
-		}
-		return calc.Result{}, fmt.Errorf("postgres: %s row %d: %w", c.name, hitRow, verr)
-	}
-	c.countHit(hitRow)
-	return r, nil
 }
 
 // Set stores r as key's answer. In contest mode it appends a row unless the key
@@ -546,49 +459,51 @@ func (c *Cache) Purge(ctx context.Context, match func(key string) bool) (int, er
 // memory nor any one statement grows with the table, and no connection is held
 // between statements.
 func (c *Cache) PurgeCounts(ctx context.Context, match func(key string) bool) (removed, skipped int, err error) {
+	p := sqltable.Purge{Match: match}
+	err = c.purge(ctx, &p)
+	return p.Removed, p.Skipped, err
+}
+
+func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 	s, err := c.ready(ctx)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	page := "SELECT id, requestid FROM " + c.quote + " WHERE id > $1 ORDER BY id LIMIT " + strconv.Itoa(purgeBatch)
+	page := "SELECT id, requestid FROM " + c.quote + " WHERE id > $1 ORDER BY id LIMIT " + strconv.Itoa(sqltable.PurgeBatch)
 	del := "DELETE FROM " + c.quote + " WHERE id = ANY($1::bigint[])"
 	var (
 		after int64
 		rid   *string
 		id    int64
-		batch = make([]int64, 0, purgeBatch)
+		batch = make([]int64, 0, sqltable.PurgeBatch)
 	)
 	for {
 		rows, err := c.admin.Query(ctx, page, after)
 		if err != nil {
-			return removed, skipped, c.fail(s, "purge", err)
+			return c.fail(s, "purge", err)
 		}
 		n := 0
 		batch = batch[:0]
 		_, err = pgx.ForEachRow(rows, []any{&id, &rid}, func() error {
 			n++
 			after = id
-			switch {
-			case rid == nil:
-			case strings.HasPrefix(*rid, hashPrefix):
-				skipped++
-			case match(*rid):
+			if p.Wants(rid) {
 				batch = append(batch, id)
 			}
 			return nil
 		})
 		if err != nil {
-			return removed, skipped, c.fail(s, "purge", err)
+			return c.fail(s, "purge", err)
 		}
 		if len(batch) > 0 {
 			tag, err := c.admin.Exec(ctx, del, batch)
 			if err != nil {
-				return removed, skipped, c.fail(s, "purge", err)
+				return c.fail(s, "purge", err)
 			}
-			removed += int(tag.RowsAffected())
+			p.Removed += int(tag.RowsAffected())
 		}
-		if n < purgeBatch {
-			return removed, skipped, nil
+		if n < sqltable.PurgeBatch {
+			return nil
 		}
 	}
 }
@@ -599,8 +514,7 @@ func (c *Cache) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	close(c.stop)
-	c.flushed.Wait()
+	c.hits.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = c.FlushHits(ctx)
 	cancel()

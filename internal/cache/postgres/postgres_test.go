@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -145,55 +144,6 @@ func contest(t testing.TB, o Options) (*Cache, *pgxpool.Pool, string) {
 	return newCache(t, server, name, o), db, name
 }
 
-// wantHit fails t unless c returns key's right answer at version.
-func wantHit(t testing.TB, c *Cache, version int, key string) {
-	t.Helper()
-	got, err := c.Get(ctxT(t), key)
-	if err != nil {
-		t.Fatalf("Get(%q): %v, want a hit", key, err)
-	}
-	if want := calc.Sum(version, []byte(key)); got != want {
-		t.Fatalf("Get(%q) = %x, want %x", key, got, want)
-	}
-}
-
-// wantErr fails t unless Get(key) returns an error that is target.
-func wantErr(t testing.TB, c *Cache, key string, target error) {
-	t.Helper()
-	_, err := c.Get(ctxT(t), key)
-	if !errors.Is(err, target) {
-		t.Fatalf("Get(%q) error = %v, want %v", key, err, target)
-	}
-}
-
-// set stores key's right answer at version through c.
-func set(t testing.TB, c *Cache, version int, key string) {
-	t.Helper()
-	if err := c.Set(ctxT(t), key, calc.Sum(version, []byte(key))); err != nil {
-		t.Fatalf("Set(%q): %v", key, err)
-	}
-}
-
-func token(version int, key string) string {
-	return string(calc.Body(calc.Token, version, []byte(key)))
-}
-
-func hashed(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// tamper changes one character of a token, keeping its length and alphabet.
-func tamper(tok string) string {
-	b := []byte(tok)
-	if b[100] == 'A' {
-		b[100] = 'B'
-	} else {
-		b[100] = 'A'
-	}
-	return string(b)
-}
-
 // flushHits writes the counted hits now instead of within HitFlush.
 func flushHits(t *testing.T, c *Cache) {
 	t.Helper()
@@ -237,9 +187,9 @@ func TestContestTableStoresThenHits(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
 	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
-	wantErr(t, c, key, cache.ErrMiss)
-	set(t, c, 1, key)
-	wantHit(t, c, 1, key)
+	cachetest.WantErr(t, c, key, cache.ErrMiss)
+	cachetest.Set(t, c, 1, key)
+	cachetest.WantHit(t, c, 1, key)
 	if m := c.Mode(); m != "contest" {
 		t.Errorf("Mode() = %q, want contest", m)
 	}
@@ -249,11 +199,11 @@ func TestContestTableStoresThenHits(t *testing.T) {
 	if err := db.QueryRow(ctxT(t), "SELECT requestid, requestvalue, hits FROM unicorntable").Scan(&rid, &val, &hits); err != nil {
 		t.Fatal(err)
 	}
-	if rid != key || val != token(1, key) || hits != 1 {
-		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, token(1, key))
+	if rid != key || val != cachetest.Token(1, key) || hits != 1 {
+		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, cachetest.Token(1, key))
 	}
 	// Setting the same answer again adds no row.
-	set(t, c, 1, key)
+	cachetest.Set(t, c, 1, key)
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows after a second Set of the same answer, want 1", n)
 	}
@@ -266,22 +216,22 @@ func TestAnotherHostHitsWhatOneStored(t *testing.T) {
 	t.Parallel()
 	a, _, name := contest(t, Options{})
 	b := newCache(t, server, name, Options{})
-	set(t, a, 1, "3615-7184-2117")
-	wantHit(t, b, 1, "3615-7184-2117")
+	cachetest.Set(t, a, 1, "3615-7184-2117")
+	cachetest.WantHit(t, b, 1, "3615-7184-2117")
 }
 
 func TestHitsColumnCountsEveryHit(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "testing")
-	set(t, c, 1, "other")
+	cachetest.Set(t, c, 1, "testing")
+	cachetest.Set(t, c, 1, "other")
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
 		t.Fatalf("hits = %d after Set, want 0", n)
 	}
 	for range 3 {
-		wantHit(t, c, 1, "testing")
+		cachetest.WantHit(t, c, 1, "testing")
 	}
-	wantHit(t, c, 1, "other")
+	cachetest.WantHit(t, c, 1, "other")
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
 		t.Fatalf("hits = %d before a flush: hits are written every HitFlush, not per hit", n)
 	}
@@ -297,8 +247,8 @@ func TestHitsColumnCountsEveryHit(t *testing.T) {
 func TestHitsCountsRowsInsertedWithNullHits(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES ($1, $2)", "k", token(1, "k"))
-	wantHit(t, c, 1, "k")
+	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES ($1, $2)", "k", cachetest.Token(1, "k"))
+	cachetest.WantHit(t, c, 1, "k")
 	flushHits(t, c)
 	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 1 {
 		t.Errorf("hits = %d, want 1", n)
@@ -311,9 +261,9 @@ func TestHitsOfManyRowsAreWrittenInBatches(t *testing.T) {
 	const n = hitBatch + 234
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'k' || i, 'x', 0 FROM generate_series(1, $1::int) i", n)
 	for id := int64(1); id <= n; id++ {
-		c.countHit(id)
+		c.hits.Count(id)
 	}
-	c.countHit(1)
+	c.hits.Count(1)
 	if err := c.Init(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -330,24 +280,24 @@ func TestLookupsTakeTheNewestRow(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
-		"old-bad", tamper(token(1, "old-bad")), token(1, "old-bad"))
-	wantHit(t, c, 1, "old-bad")
+		"old-bad", cachetest.Tamper(cachetest.Token(1, "old-bad")), cachetest.Token(1, "old-bad"))
+	cachetest.WantHit(t, c, 1, "old-bad")
 
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
-		"new-bad", token(1, "new-bad"), tamper(token(1, "new-bad")))
-	wantErr(t, c, "new-bad", cache.ErrCorrupt)
+		"new-bad", cachetest.Token(1, "new-bad"), cachetest.Tamper(cachetest.Token(1, "new-bad")))
+	cachetest.WantErr(t, c, "new-bad", cache.ErrCorrupt)
 }
 
 func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "abc")
-	wantErr(t, c, "ABC", cache.ErrMiss)
-	wantErr(t, c, "abc ", cache.ErrMiss)
-	set(t, c, 1, "ABC")
-	set(t, c, 1, "abc ")
+	cachetest.Set(t, c, 1, "abc")
+	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
+	cachetest.WantErr(t, c, "abc ", cache.ErrMiss)
+	cachetest.Set(t, c, 1, "ABC")
+	cachetest.Set(t, c, 1, "abc ")
 	for _, k := range []string{"abc", "ABC", "abc "} {
-		wantHit(t, c, 1, k)
+		cachetest.WantHit(t, c, 1, k)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 3 {
 		t.Errorf("%d rows, want 3", n)
@@ -355,8 +305,8 @@ func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
 	if err := c.Delete(ctxT(t), "ABC"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, "ABC", cache.ErrMiss)
-	wantHit(t, c, 1, "abc")
+	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
+	cachetest.WantHit(t, c, 1, "abc")
 }
 
 func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
@@ -367,15 +317,15 @@ func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
 		"256 characters":                  strings.Repeat("é", 256),
 		"an invalid UTF-8 key":            "caf\xe9",
 		"a key with a NUL byte":           "nul\x00byte",
-		"a key that looks like a hash":    hashed("other"),
+		"a key that looks like a hash":    sqltable.Hash("other"),
 		"a key that starts like a hash":   "sha256:",
 		"a 1024-byte key of 4-byte runes": strings.Repeat("🦄", 256),
 	} {
 		t.Run(name, func(t *testing.T) {
-			set(t, c, 1, key)
-			wantHit(t, c, 1, key)
-			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", hashed(key)); n != 1 {
-				t.Errorf("%d rows under %s, want 1", n, hashed(key))
+			cachetest.Set(t, c, 1, key)
+			cachetest.WantHit(t, c, 1, key)
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", sqltable.Hash(key)); n != 1 {
+				t.Errorf("%d rows under %s, want 1", n, sqltable.Hash(key))
 			}
 		})
 	}
@@ -385,8 +335,8 @@ func TestKeysTheColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
 	for _, key := range []string{strings.Repeat("y", 255), strings.Repeat("é", 255), "clé-ünicorn-🦄", "tab\tand\nnewline"} {
-		set(t, c, 1, key)
-		wantHit(t, c, 1, key)
+		cachetest.Set(t, c, 1, key)
+		cachetest.WantHit(t, c, 1, key)
 		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", key); n != 1 {
 			t.Errorf("%d rows under the key %q itself, want 1", n, key)
 		}
@@ -396,25 +346,25 @@ func TestKeysTheColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 func TestATamperedValueIsCorrupt(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "testing")
-	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", tamper(token(1, "testing")))
-	wantErr(t, c, "testing", cache.ErrCorrupt)
+	cachetest.Set(t, c, 1, "testing")
+	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", cachetest.Tamper(cachetest.Token(1, "testing")))
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
 	exec(t, db, "UPDATE unicorntable SET requestvalue = NULL")
-	wantErr(t, c, "testing", cache.ErrCorrupt)
-	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", token(1, "another key"))
-	wantErr(t, c, "testing", cache.ErrCorrupt)
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
+	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", cachetest.Token(1, "another key"))
+	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
 }
 
 func TestAnotherVersionsAnswerIsAMiss(t *testing.T) {
 	t.Parallel()
 	v1, _, name := contest(t, Options{})
 	v2 := newCache(t, server, name, Options{Version: 2})
-	set(t, v2, 2, "testing")
-	wantErr(t, v1, "testing", cache.ErrMiss)
+	cachetest.Set(t, v2, 2, "testing")
+	cachetest.WantErr(t, v1, "testing", cache.ErrMiss)
 	// Both fleets keep hitting their own rows once both are stored.
-	set(t, v1, 1, "testing")
-	wantHit(t, v1, 1, "testing")
-	wantHit(t, v2, 2, "testing")
+	cachetest.Set(t, v1, 1, "testing")
+	cachetest.WantHit(t, v1, 1, "testing")
+	cachetest.WantHit(t, v2, 2, "testing")
 }
 
 func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
@@ -428,8 +378,8 @@ func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
 		t.Errorf("Warnings() = %q, want CacheTTL and the table named", w)
 	}
 	// The TTL is not enforced, so an old row still hits.
-	set(t, c, 1, "testing")
-	wantHit(t, c, 1, "testing")
+	cachetest.Set(t, c, 1, "testing")
+	cachetest.WantHit(t, c, 1, "testing")
 }
 
 func TestMissingTableWithoutCreateTable(t *testing.T) {
@@ -459,8 +409,8 @@ func TestMissingTableWithoutCreateTable(t *testing.T) {
 	if err := c.Ping(ctxT(t)); err != nil {
 		t.Fatalf("Ping() after creating the table = %v", err)
 	}
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 }
 
 func TestAReservedTableNameIsQuotedInTheStatement(t *testing.T) {
@@ -473,7 +423,7 @@ func TestAReservedTableNameIsQuotedInTheStatement(t *testing.T) {
 		t.Fatalf("Init() = %v, want ErrNoTable with %s", err, stmt)
 	}
 	exec(t, db, stmt)
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	if n := queryInt(t, db, `SELECT COUNT(*) FROM "user"`); n != 1 {
 		t.Errorf("%d rows, want 1", n)
 	}
@@ -484,8 +434,8 @@ func TestAMixedCaseTableNameIsFoldedAsUnquotedSQLIs(t *testing.T) {
 	name, db := testDB(t, server)
 	exec(t, db, strings.Replace(contestTable, "unicorntable", "UnicornTable", 1)) // unquoted: folded
 	c := newCache(t, server, name, Options{Table: "UnicornTable"})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows, want 1", n)
 	}
@@ -515,45 +465,45 @@ func TestCreateTableMakesAManagedTable(t *testing.T) {
 	}
 
 	t.Run("Set replaces the key's row", func(t *testing.T) {
-		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits, version) VALUES ($1, $2, 0, 1)", "k", tamper(token(1, "k")))
-		wantErr(t, c, "k", cache.ErrCorrupt)
-		set(t, c, 1, "k")
-		set(t, c, 1, "k")
-		wantHit(t, c, 1, "k")
+		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits, version) VALUES ($1, $2, 0, 1)", "k", cachetest.Tamper(cachetest.Token(1, "k")))
+		cachetest.WantErr(t, c, "k", cache.ErrCorrupt)
+		cachetest.Set(t, c, 1, "k")
+		cachetest.Set(t, c, 1, "k")
+		cachetest.WantHit(t, c, 1, "k")
 		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 1 {
 			t.Errorf("%d rows for k, want 1", n)
 		}
 	})
 	t.Run("two versions keep a row each", func(t *testing.T) {
 		v2 := newCache(t, server, name, Options{CreateTable: true, Version: 2})
-		set(t, c, 1, "both")
-		set(t, v2, 2, "both")
-		set(t, c, 1, "both")
-		wantHit(t, c, 1, "both")
-		wantHit(t, v2, 2, "both")
+		cachetest.Set(t, c, 1, "both")
+		cachetest.Set(t, v2, 2, "both")
+		cachetest.Set(t, c, 1, "both")
+		cachetest.WantHit(t, c, 1, "both")
+		cachetest.WantHit(t, v2, 2, "both")
 		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'both'"); n != 2 {
 			t.Errorf("%d rows for the key, want one per version", n)
 		}
 	})
 	t.Run("keys differing in case get their own rows", func(t *testing.T) {
-		set(t, c, 1, "abc")
-		set(t, c, 1, "ABC")
-		wantHit(t, c, 1, "abc")
-		wantHit(t, c, 1, "ABC")
+		cachetest.Set(t, c, 1, "abc")
+		cachetest.Set(t, c, 1, "ABC")
+		cachetest.WantHit(t, c, 1, "abc")
+		cachetest.WantHit(t, c, 1, "ABC")
 	})
 	t.Run("an entry older than the TTL is a miss until set again", func(t *testing.T) {
-		set(t, c, 1, "old")
+		cachetest.Set(t, c, 1, "old")
 		exec(t, db, "UPDATE unicorntable SET created_at = now() - interval '2 hours' WHERE requestid = 'old'")
-		wantErr(t, c, "old", cache.ErrMiss)
-		set(t, c, 1, "old")
-		wantHit(t, c, 1, "old")
+		cachetest.WantErr(t, c, "old", cache.ErrMiss)
+		cachetest.Set(t, c, 1, "old")
+		cachetest.WantHit(t, c, 1, "old")
 	})
 	t.Run("a second Init and another Cache reuse the table", func(t *testing.T) {
 		if err := c.Init(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 		other := newCache(t, server, name, Options{CreateTable: true})
-		wantHit(t, other, 1, "k")
+		cachetest.WantHit(t, other, 1, "k")
 	})
 }
 
@@ -561,8 +511,8 @@ func TestTTLExpiresInRealTime(t *testing.T) {
 	t.Parallel()
 	name, _ := testDB(t, server)
 	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Second})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := c.Get(ctxT(t), "k")
@@ -585,11 +535,11 @@ func TestManagedTableWithoutUniqueIndexHonoursTTL(t *testing.T) {
 	name, db := testDB(t, server)
 	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT, created_at TIMESTAMP NOT NULL DEFAULT now())")
 	c := newCache(t, server, name, Options{TTL: time.Hour})
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	exec(t, db, "UPDATE unicorntable SET created_at = created_at - interval '2 hours'")
-	wantErr(t, c, "k", cache.ErrMiss)
-	set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
-	wantHit(t, c, 1, "k")
+	cachetest.WantErr(t, c, "k", cache.ErrMiss)
+	cachetest.Set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
+	cachetest.WantHit(t, c, 1, "k")
 	if m := c.Mode(); m != "managed" {
 		t.Errorf("Mode() = %q, want managed", m)
 	}
@@ -600,8 +550,8 @@ func TestATeamsUniqueIndexOnRequestIDMakesSetReplace(t *testing.T) {
 	c, db, _ := contest(t, Options{})
 	exec(t, db, "CREATE UNIQUE INDEX ON unicorntable (requestid)")
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 7)")
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows, want the one replaced", n)
 	}
@@ -613,30 +563,30 @@ func TestATeamsUniqueIndexOnRequestIDMakesSetReplace(t *testing.T) {
 func TestDelete(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 0), ('other', 'junk', 0)")
 	if err := c.Delete(ctxT(t), "k"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, "k", cache.ErrMiss)
+	cachetest.WantErr(t, c, "k", cache.ErrMiss)
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
 		t.Errorf("%d rows left, want only the other key's", n)
 	}
 	long := strings.Repeat("z", 400)
-	set(t, c, 1, long)
+	cachetest.Set(t, c, 1, long)
 	if err := c.Delete(ctxT(t), long); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, c, long, cache.ErrMiss)
+	cachetest.WantErr(t, c, long, cache.ErrMiss)
 }
 
 func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
 	t.Parallel()
 	c, db, name := contest(t, Options{})
 	for _, k := range []string{"keep-1", "drop-1", "drop-2", strings.Repeat("drop", 100), "caf\xe9"} {
-		set(t, c, 1, k)
+		cachetest.Set(t, c, 1, k)
 	}
-	set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
+	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (NULL, 'x', 0)")
 	removed, skipped, err := c.PurgeCounts(ctxT(t), func(k string) bool { return strings.Contains(k, "drop") })
 	if err != nil {
@@ -645,8 +595,8 @@ func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
 	if removed != 3 || skipped != 2 {
 		t.Errorf("PurgeCounts() = %d removed, %d skipped; want 3, 2", removed, skipped)
 	}
-	wantErr(t, c, "drop-1", cache.ErrMiss)
-	wantHit(t, c, 1, "keep-1")
+	cachetest.WantErr(t, c, "drop-1", cache.ErrMiss)
+	cachetest.WantHit(t, c, 1, "keep-1")
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 4 {
 		t.Errorf("%d rows left, want 4", n)
 	}
@@ -657,7 +607,7 @@ func TestPurgeDeletesInBatches(t *testing.T) {
 	c, db, _ := contest(t, Options{})
 	const n = 1234
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-' || i, 'x', 0 FROM generate_series(1, $1::int) i", n)
-	set(t, c, 1, "keep")
+	cachetest.Set(t, c, 1, "keep")
 	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-late-' || i, 'x', 0 FROM generate_series(1, 10) i")
 	removed, err := c.Purge(ctxT(t), func(k string) bool { return strings.HasPrefix(k, "batch-") })
 	if err != nil {
@@ -732,9 +682,9 @@ func TestIdentityAndTextColumnsAreAccepted(t *testing.T) {
 	exec(t, db, "CREATE TABLE unicorntable (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, requestid TEXT, requestvalue TEXT, hits BIGINT)")
 	c := newCache(t, server, name, Options{})
 	key := strings.Repeat("t", 600)
-	set(t, c, 1, key)
-	wantHit(t, c, 1, key)
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", hashed(key)); n != 1 {
+	cachetest.Set(t, c, 1, key)
+	cachetest.WantHit(t, c, 1, key)
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", sqltable.Hash(key)); n != 1 {
 		t.Errorf("%d rows under the hashed key, want 1: keys are kept to 255 characters", n)
 	}
 }
@@ -745,8 +695,8 @@ func TestNarrowRequestIDHashesWhatItCannotHold(t *testing.T) {
 	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(100), requestvalue VARCHAR(255), hits INT)")
 	c := newCache(t, server, name, Options{})
 	for _, key := range []string{"ascii", strings.Repeat("é", 100), strings.Repeat("k", 101)} {
-		set(t, c, 1, key)
-		wantHit(t, c, 1, key)
+		cachetest.Set(t, c, 1, key)
+		cachetest.WantHit(t, c, 1, key)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 1 {
 		t.Errorf("%d hashed rows, want 1", n)
@@ -773,8 +723,8 @@ func TestADatabaseThatIsNotUTF8HashesNonASCIIKeys(t *testing.T) {
 	exec(t, db, contestTable)
 	c := newCache(t, server, name, Options{})
 	for _, key := range []string{"ascii", "clé", "🦄"} {
-		set(t, c, 1, key)
-		wantHit(t, c, 1, key)
+		cachetest.Set(t, c, 1, key)
+		cachetest.WantHit(t, c, 1, key)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 2 {
 		t.Errorf("%d hashed rows, want 2", n)
@@ -794,7 +744,7 @@ func TestADroppedTableIsNoticed(t *testing.T) {
 			if !create {
 				exec(t, db, contestTable)
 			}
-			set(t, c, 1, "k") // creates the table when allowed
+			cachetest.Set(t, c, 1, "k") // creates the table when allowed
 			exec(t, db, "DROP TABLE unicorntable")
 			if _, err := c.Get(ctxT(t), "k"); err == nil || errors.Is(err, cache.ErrMiss) {
 				t.Fatalf("Get() on a dropped table = %v, want an error", err)
@@ -804,9 +754,9 @@ func TestADroppedTableIsNoticed(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Ping() = %v, want the table re-created", err)
 				}
-				wantErr(t, c, "k", cache.ErrMiss)
-				set(t, c, 1, "k")
-				wantHit(t, c, 1, "k")
+				cachetest.WantErr(t, c, "k", cache.ErrMiss)
+				cachetest.Set(t, c, 1, "k")
+				cachetest.WantHit(t, c, 1, "k")
 			} else if !errors.Is(err, ErrNoTable) {
 				t.Fatalf("Ping() = %v, want ErrNoTable", err)
 			}
@@ -861,8 +811,8 @@ func TestInitHonoursAContextThatEndsWhileWaiting(t *testing.T) {
 func TestSSLModePreferFallsBackToPlaintext(t *testing.T) {
 	t.Parallel()
 	c, _, _ := contest(t, Options{SSLMode: "prefer"})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 }
 
 func TestSSLModeRequireFailsOnAServerWithoutTLS(t *testing.T) {
@@ -898,8 +848,8 @@ func TestKilledServerFailsFastAndRecovers(t *testing.T) {
 	exec(t, db, contestTable)
 	const timeout = 200 * time.Millisecond
 	c := newCache(t, p, name, Options{Timeout: timeout})
-	set(t, c, 1, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.WantHit(t, c, 1, "k")
 
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
@@ -940,9 +890,9 @@ func TestKilledServerFailsFastAndRecovers(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		wantHit(t, c, 1, "k") // the server kept its data
-		set(t, c, 1, "after")
-		wantHit(t, c, 1, "after")
+		cachetest.WantHit(t, c, 1, "k") // the server kept its data
+		cachetest.Set(t, c, 1, "after")
+		cachetest.WantHit(t, c, 1, "after")
 	}
 }
 
@@ -953,7 +903,7 @@ func TestPausedServerFailsWithinTimeout(t *testing.T) {
 	exec(t, db, contestTable)
 	const timeout = 200 * time.Millisecond
 	c := newCache(t, p, name, Options{Timeout: timeout})
-	set(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -1030,8 +980,8 @@ func TestNewDefaultsAndAddresses(t *testing.T) {
 func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
-	set(t, c, 1, "bg")
-	wantHit(t, c, 1, "bg")
+	cachetest.Set(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
 	deadline := time.Now().Add(10 * HitFlush)
 	for queryInt(t, db, "SELECT hits FROM unicorntable") != 1 {
 		if time.Now().After(deadline) {
@@ -1039,8 +989,8 @@ func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
 		}
 		time.Sleep(HitFlush / 5)
 	}
-	wantHit(t, c, 1, "bg")
-	wantHit(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
+	cachetest.WantHit(t, c, 1, "bg")
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1101,9 +1051,9 @@ func TestWarningsSuggestAnIndexOnRequestID(t *testing.T) {
 	// contest semantics: the index is not unique.
 	exec(t, db, stmt)
 	c = newCache(t, server, name, Options{})
-	set(t, c, 1, "k")
-	set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
-	wantHit(t, c, 1, "k")
+	cachetest.Set(t, c, 1, "k")
+	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
+	cachetest.WantHit(t, c, 1, "k")
 	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
 		t.Errorf("Warnings() with the index = %q, want none about an index", w)
 	}
@@ -1149,27 +1099,9 @@ func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
 	}
 }
 
-// syncBuf is a log destination safe for concurrent writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestInitLogsTheTablesWarnings(t *testing.T) {
 	t.Parallel()
-	var logs syncBuf
+	var logs svctest.Buffer
 	c, _, _ := contest(t, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := c.Ping(ctxT(t)); err != nil { // as a probe would, long after startup
 		t.Fatal(err)
@@ -1197,7 +1129,7 @@ func BenchmarkGetHit(b *testing.B) {
 	exec(b, db, "CREATE INDEX ON unicorntable (requestid)")
 	c := newCache(b, server, name, Options{})
 	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
-	set(b, c, 1, key)
+	cachetest.Set(b, c, 1, key)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 )
 
@@ -153,22 +154,15 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, col := range []string{"id", "requestid", "requestvalue", "hits"} {
-		if !slices.Contains(names, col) {
-			missing = append(missing, col)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: %s lacks the column(s) %s; it needs id, requestid, requestvalue and hits, as in: %s",
-			ErrSchema, c.name, strings.Join(missing, ", "), contestCreate(c.sqlName(ctx, conn.Conn())))
+	if err := sqltable.CheckColumns(ErrSchema, c.name, names, func() string { return contestCreate(c.sqlName(ctx, conn.Conn())) }); err != nil {
+		return nil, err
 	}
 
 	cols, err := c.columns(ctx, conn.Conn())
 	if err != nil {
 		return nil, err
 	}
-	s := &schema{maxKey: 255}
+	s := &schema{maxKey: sqltable.MaxKey}
 	if id := cols["id"]; !id.identity && !strings.HasPrefix(id.def, "nextval(") {
 		return nil, fmt.Errorf("%w: column id of %s has no default from a sequence; declare it as id SERIAL PRIMARY KEY", ErrSchema, c.name)
 	}
@@ -177,15 +171,13 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 			ErrSchema, c.name, typeName(v), calc.TokenSize)
 	}
 	rid := cols["requestid"]
-	if !isText(rid.typ) || rid.maxLen > 0 && rid.maxLen < hashedLen {
+	if !isText(rid.typ) || rid.maxLen > 0 && rid.maxLen < sqltable.HashedLen {
 		return nil, fmt.Errorf("%w: column requestid of %s is %s; it must hold at least %d characters without padding them: VARCHAR(255)",
-			ErrSchema, c.name, typeName(rid), hashedLen)
+			ErrSchema, c.name, typeName(rid), sqltable.HashedLen)
 	}
 	if rid.maxLen > 0 && rid.maxLen < s.maxKey {
 		s.maxKey = rid.maxLen
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"column requestid of %s holds %d characters: longer keys are stored as sha256:<hex>, which purge cannot match",
-			c.name, s.maxKey))
+		s.warnings = append(s.warnings, sqltable.NarrowWarning(c.name, s.maxKey))
 	}
 	var encoding string
 	if err := conn.QueryRow(ctx, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()").Scan(&encoding); err != nil {
@@ -225,14 +217,10 @@ func (c *Cache) inspect(ctx context.Context) (*schema, error) {
 	}
 	s.unique = s.conflict != ""
 	if !indexed {
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"column requestid of %s has no index: every lookup scans the whole table; run: CREATE INDEX ON %s (requestid);",
-			c.name, c.sqlName(ctx, conn.Conn())))
+		s.warnings = append(s.warnings, sqltable.NoIndexWarning(c.name, "CREATE INDEX ON "+c.sqlName(ctx, conn.Conn())+" (requestid);"))
 	}
 	if !s.createdAt && c.o.TTL > 0 {
-		s.warnings = append(s.warnings, fmt.Sprintf(
-			"CacheTTL cannot be enforced on %s: it has no created_at column; set PgsqlCreateTable = true on a new table to get expiry",
-			c.name))
+		s.warnings = append(s.warnings, sqltable.NoTTLWarning(c.name, "PgsqlCreateTable"))
 	}
 	return s, nil
 }
@@ -391,7 +379,7 @@ func (c *Cache) build(s *schema) {
 	if s.ttl {
 		s.get += fmt.Sprintf(fresh, 2)
 	}
-	s.get += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", lookupRows)
+	s.get += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", sqltable.LookupRows)
 
 	cols, vals := "requestid, requestvalue, hits", "$1::text, $2::text, 0"
 	if s.createdAt {

@@ -1,7 +1,7 @@
 // Package bench is `gameday bench`: it runs the same GameDay traffic against a calcserver
 // configured with one caching strategy after another — each with real local services
-// (redis-server, memcached, mariadbd) it starts itself — and writes the comparison as a
-// Markdown table, JSON and charts.
+// (redis-server, memcached, mariadbd, postgres, mongod, dynalite) it starts itself — and
+// writes the comparison as a Markdown table, JSON and charts.
 package bench
 
 import (
@@ -24,6 +24,9 @@ const (
 	Redis     = "redis"
 	Memcached = "memcached"
 	MariaDB   = "mariadb"
+	Postgres  = "postgres"
+	Mongod    = "mongod"
+	Dynalite  = "dynalite"
 )
 
 // strategy is one calcserver cache configuration.
@@ -32,6 +35,7 @@ type strategy struct {
 	memory   bool     // the in-process memory tier (MemoryCacheSize)
 	services []string // services to start, in order
 	file     bool     // the shared file system tier (FsPath)
+	optIn    bool     // not in the default run: it needs a program the project does not install
 }
 
 var strategies = []strategy{
@@ -40,12 +44,27 @@ var strategies = []strategy{
 	{name: "redis", services: []string{Redis}},
 	{name: "memcached", services: []string{Memcached}},
 	{name: "mysql", services: []string{MariaDB}},
+	{name: "pgsql", services: []string{Postgres}},
+	{name: "mongodb", services: []string{Mongod}, optIn: true},
+	{name: "dynamodb", services: []string{Dynalite}},
 	{name: "file", file: true},
 	{name: "memory+redis", memory: true, services: []string{Redis}},
 }
 
 // Strategies lists every strategy name in the order a default bench runs them.
 func Strategies() []string {
+	var names []string
+	for _, s := range strategies {
+		if !s.optIn {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}
+
+// AllStrategies lists every strategy name, those a default run leaves out (mongodb:
+// it needs a mongod on PATH) included.
+func AllStrategies() []string {
 	names := make([]string, len(strategies))
 	for i, s := range strategies {
 		names[i] = s.name
@@ -72,7 +91,7 @@ func ParseStrategies(list string) ([]string, error) {
 	for n := range strings.SplitSeq(list, ",") {
 		n = strings.TrimSpace(n)
 		if _, ok := lookup(n); !ok {
-			return nil, fmt.Errorf("unknown strategy %q (known: %s)", n, strings.Join(Strategies(), ", "))
+			return nil, fmt.Errorf("unknown strategy %q (known: %s)", n, strings.Join(AllStrategies(), ", "))
 		}
 		if slices.Contains(names, n) {
 			return nil, fmt.Errorf("strategy %q named twice", n)
@@ -101,8 +120,10 @@ type Options struct {
 	// Log receives progress and skip reasons (nil: discarded).
 	Log io.Writer
 
-	// StartService starts one of the services Redis, Memcached and MariaDB with dir as
-	// its data directory. Nil: svctest's StartRedis, StartMemcached and StartMariaDB.
+	// StartService starts one of the services Redis, Memcached, MariaDB, Postgres,
+	// Mongod and Dynalite with dir as its data directory. Nil: svctest's StartRedis,
+	// StartMemcached, StartMariaDB, StartPostgres, StartMongod (with the mongod on
+	// PATH; without one the strategy is skipped) and StartDynalite.
 	StartService func(service, dir string) (*svctest.Proc, error)
 }
 
@@ -194,6 +215,7 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 	}
 
 	var ini strings.Builder
+	var env []string // for calcserver's environment
 	var procs []*svctest.Proc
 	defer func() {
 		for _, p := range slices.Backward(procs) {
@@ -208,15 +230,19 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 		}
 		fmt.Fprintf(o.Log, "bench: %s: starting %s\n", s.name, svc)
 		p, err := o.StartService(svc, filepath.Join(dir, svc))
+		if missing := (*notInstalled)(nil); errors.As(err, &missing) {
+			return skip("%v", missing)
+		}
 		if err != nil {
 			return skip("%s did not start: %v", svc, err)
 		}
 		procs = append(procs, p)
-		lines, err := serviceConfig(ctx, svc, p)
+		lines, vars, err := serviceConfig(ctx, svc, p)
 		if err != nil {
 			return skip("%s: %v", svc, err)
 		}
 		ini.WriteString(lines)
+		env = append(env, vars...)
 	}
 	if s.file {
 		fs := filepath.Join(dir, "fs")
@@ -231,7 +257,7 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 	}
 	fmt.Fprintf(&ini, "MemoryCacheSize = %d\n", memory)
 
-	srv, err := startServer(ctx, o, filepath.Join(dir, "calcserver"), ini.String())
+	srv, err := startServer(ctx, o, filepath.Join(dir, "calcserver"), ini.String(), env)
 	if err != nil {
 		return skip("calcserver did not start: %v", err)
 	}

@@ -20,7 +20,7 @@ import (
 
 func TestParseStrategies(t *testing.T) {
 	all, err := ParseStrategies("")
-	if err != nil || strings.Join(all, ",") != "none,memory,redis,memcached,mysql,file,memory+redis" {
+	if err != nil || strings.Join(all, ",") != "none,memory,redis,memcached,mysql,pgsql,dynamodb,file,memory+redis" {
 		t.Fatalf("default: %v, %v", all, err)
 	}
 	got, err := ParseStrategies(" redis , memory+redis")
@@ -224,6 +224,85 @@ func TestSkippedService(t *testing.T) {
 	if !strings.Contains(string(md), "**mysql** skipped: mariadb did not start") {
 		t.Errorf("results.md:\n%s", md)
 	}
+}
+
+// TestNewStores benches pgsql and dynamodb against a real PostgreSQL and dynalite, and
+// mongodb on a PATH without mongod: pgsql and dynamodb answer only correctly and more
+// than none (so calcserver reached its store: for dynamodb, through the endpoint and
+// credentials in its environment), and mongodb is skipped, saying why.
+func TestNewStores(t *testing.T) {
+	bin := calcserverBinary(t)
+	t.Setenv("PATH", withoutProgram(os.Getenv("PATH"), "mongod"))
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	// As root, PostgreSQL runs as the postgres user, which must reach its data
+	// directory: svctest opens the directories below TMPDIR to it, not TMPDIR itself
+	// and the test's directory above it (both 0700).
+	for _, d := range []string{tmp, filepath.Dir(tmp)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	o := Options{
+		Strategies: []string{"none", "pgsql", "mongodb", "dynamodb"},
+		Calcserver: bin,
+		// One core at 100 ms computes 10 answers a second of the 80 offered (and a few
+		// more for requests that share a key in flight); a cache serves the popular
+		// keys again after their first answer.
+		Load: gameday.Options{Rate: 80, Duration: 3 * time.Second, Keys: 200, Skew: 1.1, Seed: 7,
+			Timeout: 2 * time.Second},
+		WorkTime: 100 * time.Millisecond, WorkMode: "sleep", Cores: 1, QueueSize: 5,
+		Log: &log,
+	}
+	results, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 4 {
+		t.Fatalf("%d results: %+v\n%s", len(results), results, log.String())
+	}
+	none := results[0]
+	if none.Status != StatusOK || none.Correct == 0 || none.Wrong != 0 {
+		t.Fatalf("none: %s %s, %d correct, %d wrong", none.Status, none.Reason, none.Correct, none.Wrong)
+	}
+	for _, i := range []int{1, 3} {
+		r := results[i]
+		if r.Status != StatusOK {
+			t.Errorf("%s: %s: %s\n%s", r.Strategy, r.Status, r.Reason, log.String())
+			continue
+		}
+		if r.Wrong != 0 || r.Timeouts != 0 {
+			t.Errorf("%s: %d wrong, %d timeouts", r.Strategy, r.Wrong, r.Timeouts)
+		}
+		if r.Correct <= none.Correct || r.CorrectPerSec <= none.CorrectPerSec {
+			t.Errorf("%s: %d correct (%.1f/s), none %d (%.1f/s): the store did not help",
+				r.Strategy, r.Correct, r.CorrectPerSec, none.Correct, none.CorrectPerSec)
+		}
+	}
+	if r := results[2]; r.Strategy != "mongodb" || r.Status != StatusSkipped || r.Reason != oneLine(mongodMissing) ||
+		!strings.HasPrefix(r.Reason, "mongod not found: install MongoDB or run it yourself") {
+		t.Errorf("mongodb: %+v", r)
+	}
+	if !strings.Contains(log.String(), "bench: mongodb: skipped: mongod not found") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	t.Logf("log:\n%s", log.String())
+}
+
+// withoutProgram is the list of directories path without those holding name.
+func withoutProgram(path, name string) string {
+	var keep []string
+	for _, d := range filepath.SplitList(path) {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			continue
+		}
+		keep = append(keep, d)
+	}
+	return strings.Join(keep, string(filepath.ListSeparator))
 }
 
 // TestCalcserverFails reports a server that cannot start as a skipped strategy.

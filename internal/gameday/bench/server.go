@@ -22,13 +22,14 @@ const (
 )
 
 // startServer starts the calcserver binary in dir with the common settings of o and
-// extra, and waits until its startup line names the port.
-func startServer(ctx context.Context, o Options, dir, extra string) (*calcproc.Proc, error) {
+// extra, with env added to its environment, and waits until its startup line names the
+// port.
+func startServer(ctx context.Context, o Options, dir, extra string, env []string) (*calcproc.Proc, error) {
 	var ini strings.Builder
 	fmt.Fprintf(&ini, "Cores = %d\nQueueSize = %d\nWorkTime = %v\nWorkMode = %s\n", o.Cores, o.QueueSize, o.WorkTime, o.WorkMode)
 	fmt.Fprintf(&ini, "ShutdownTimeout = %v\n", shutdownTimeout)
 	ini.WriteString(extra)
-	return calcproc.Start(ctx, o.Calcserver, dir, ini.String())
+	return calcproc.StartEnv(ctx, o.Calcserver, dir, ini.String(), env)
 }
 
 // Module is the module path of this repository, whose cmd/calcserver BuildCalcserver
