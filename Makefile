@@ -54,9 +54,9 @@ load:
 gameday-ceiling:
 	bash scripts/gameday-ceiling.sh
 
+# Every fuzz target, 30s each (scripts/test.sh runs them 10s each).
 fuzz:
-	go test -fuzz FuzzParse -fuzztime 30s ./internal/config
-	go test -fuzz FuzzInputKey -fuzztime 30s ./internal/server
+	bash scripts/fuzz.sh 30s
 
 clean:
 	rm -rf bin

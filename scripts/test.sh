@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: installs what the tests need when it is
-# missing, then lint and the race-enabled tests. Usage: bash scripts/test.sh
+# missing, then lint, the race-enabled tests and a short run of every fuzz target.
+# Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,3 +47,7 @@ echo "== staticcheck"
 go tool staticcheck ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
+# Every fuzz target for a bounded time (FUZZTIME, default 10s; make fuzz gives 30s):
+# a few minutes in all, compiling included. The seed corpora already ran above.
+echo "== fuzz"
+bash scripts/fuzz.sh "${FUZZTIME:-10s}"

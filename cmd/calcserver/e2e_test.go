@@ -525,3 +525,55 @@ func TestEndToEndPprofListensApart(t *testing.T) {
 	}
 	t.Fatal("no pprof listening line")
 }
+
+// -check refuses what the start refuses, before any start, and names every
+// problem's file, line and key at once.
+func TestEndToEndCheckRunsEveryStartCheck(t *testing.T) {
+	cluster := writeINI(t, "RedisAddrs = 127.0.0.1:1,127.0.0.1:2\nRedisDB = 1\n")
+	missing := filepath.Join(t.TempDir(), "missing", "calcserver.log")
+	several := writeINI(t, "RedisHost = localhost:6379\nPort = abc\nRedisPort = 6380\nMysqlHost = db\nLogLocation = "+missing+"\n")
+	tests := map[string]struct {
+		path string
+		want string // stderr
+	}{
+		"a cluster with RedisDB 1": {cluster, "calcserver: configuration error:\n" +
+			"  " + cluster + `:2: RedisDB = "1": must be 0 when RedisAddrs is set: RedisAddrs makes a Redis cluster, and a cluster has only DB 0` + "\n" +
+			"calcserver: configuration " + cluster + " test failed\n"},
+		// Line errors and the rules between keys together; the log is
+		// checked once the file reads.
+		"every problem of the file": {several, "calcserver: configuration error:\n" +
+			"  " + several + `:2: Port = "abc": must be a whole number from 0 to 65535` + "\n" +
+			"  " + several + `:3: RedisPort = "6380": conflicts with RedisHost = localhost:6379, which names port 6379: give the port in one of the two keys, or the same port in both` + "\n" +
+			"  " + several + `:4: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)` + "\n" +
+			"calcserver: configuration " + several + " test failed\n"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			for _, args := range [][]string{{"-check", "-config", tt.path}, {"-config", tt.path, "-port", "0"}} {
+				code, _, stderr := runCmd(t, nil, args...)
+				want := tt.want
+				if args[0] != "-check" {
+					want = strings.TrimSuffix(want, "calcserver: configuration "+tt.path+" test failed\n")
+				}
+				if code != 1 || stderr != want {
+					t.Errorf("%v: exit %d, stderr\n%s\nwant\n%s", args, code, stderr, want)
+				}
+			}
+		})
+	}
+
+	log := writeINI(t, "Cores = 2\nLogLocation = "+missing+"\n")
+	code, _, stderr := runCmd(t, nil, "-check", "-config", log)
+	want := "calcserver: configuration error:\n" +
+		"  " + log + `:2: LogLocation = "` + missing + `": cannot be written: cannot create ` + missing + ": stat " + filepath.Dir(missing) + ": no such file or directory\n" +
+		"calcserver: configuration " + log + " test failed\n"
+	if code != 1 || stderr != want {
+		t.Errorf("unwritable LogLocation: exit %d, stderr\n%s\nwant\n%s", code, stderr, want)
+	}
+
+	port := writeINI(t, "RedisPort = 6380\n")
+	code, _, stderr = runCmd(t, nil, "-check", "-config", port)
+	if w := "calcserver: warning: " + port + ":1: RedisPort is set without RedisHost: it is ignored (set RedisHost, or drop RedisPort)\n"; code != 0 || !strings.Contains(stderr, w) {
+		t.Errorf("RedisPort without RedisHost: exit %d, stderr\n%s\nwant %s", code, stderr, w)
+	}
+}

@@ -26,9 +26,6 @@ import (
 	"github.com/unicorn-rentals/unicorn/internal/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // Exit codes.
 const (
 	exitOK      = 0
@@ -237,11 +234,13 @@ func serve(cfg config.Config, warnings []string, e env) int {
 		fmt.Fprintf(e.stderr, "calcserver: LogFormat: %v\n", err)
 		return exitRuntime
 	}
-	// startupFailed reports an error that stops the start, in the log and on
-	// standard error.
+	// startupFailed reports an error that stops the start once on standard error
+	// and, when the log goes to a file, in the log too.
 	startupFailed := func(err error) int {
-		log.Error("startup failed", "err", err)
-		_ = logOut.Flush() // before the line below, when both go to stderr
+		if logFile != nil {
+			log.Error("startup failed", "err", err)
+		}
+		_ = logOut.Flush() // the lines logged before it come first, when they go to stderr
 		fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
 		return exitRuntime
 	}
@@ -257,7 +256,7 @@ func serve(cfg config.Config, warnings []string, e env) int {
 	defer a.Close()
 	srv, chain := a.Server, a.Chain
 	if err := srv.Open(net.JoinHostPort("", strconv.Itoa(cfg.Port))); err != nil {
-		return startupFailed(err)
+		return startupFailed(listenError(cfg.Port, err))
 	}
 
 	if cfg.PprofAddr != "" {

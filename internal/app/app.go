@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,6 +91,7 @@ func New(cfg config.Config, o Options) (*App, error) {
 		CacheTTL:       cfg.CacheTTL,
 		Registry:       reg,
 		DenyPattern:    cfg.DenyPattern,
+		TrustedProxies: cfg.TrustedProxies,
 		Host:           o.Host,
 		Version:        o.Version,
 		Logger:         log,
@@ -149,18 +151,71 @@ func Validate(cfg config.Config) error {
 	return errors.Join(errs...)
 }
 
-// Check runs every check of New short of connecting, for -check: Validate, then
-// each backend's Open (which does no I/O), closing what it opened at once.
+// Check runs every check of the start short of connecting, for -check: Validate;
+// that the log named by LogLocation could be opened (without creating it); and,
+// when those pass, each backend's Open (which does no I/O), closing what it opened
+// at once. Every problem is reported, each naming the file, line and key: an Open
+// error is placed on the key that turns the backend on, as config's rules should
+// have caught it first.
 func Check(cfg config.Config) error {
+	var errs []error
 	if err := Validate(cfg); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	tiers, err := Open(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
+	if cfg.LogLocation != "" {
+		if _, err := logging.Check(cfg.LogLocation); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "logging: ")
+			msg = strings.TrimPrefix(msg, "LogLocation: ")
+			errs = append(errs, cfg.KeyError("LogLocation", "cannot be written: "+msg))
+		}
 	}
-	CloseTiers(tiers)
-	return nil
+	if len(errs) == 0 {
+		for _, b := range chainOrder(cfg) {
+			c, err := b.Open(cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				errs = append(errs, cfg.KeyError(enablingKey(b, cfg, err), b.Name+" backend: "+err.Error()))
+				continue
+			}
+			CloseTiers([]cache.Tier{{Name: b.Name, Cache: c, Local: b.Local}})
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// enablingKey names the key an error of b's Open is reported on: the one that
+// turns b on in cfg, or the one the error is about when that is known.
+func enablingKey(b Backend, cfg config.Config, err error) string {
+	switch b.Name {
+	case "memory":
+		return "MemoryCacheSize"
+	case "redis":
+		if len(cfg.RedisAddrs) > 0 {
+			return "RedisAddrs"
+		}
+		return "RedisHost"
+	case "memcached":
+		if len(cfg.MemcacheServers) > 0 {
+			return "MemcacheServers"
+		}
+		return "MemcacheHost"
+	case "file":
+		return "FsPath"
+	case "mongodb":
+		if strings.Contains(err.Error(), "CA file") { // read when the backend is built
+			return "MongoDbCAFilePath"
+		}
+		return "MongoDbHost"
+	case "mysql":
+		return "MysqlHost"
+	case "pgsql":
+		return "PgsqlHost"
+	case "dynamodb":
+		return "DynamoTable"
+	}
+	return "CacheOrder"
 }
 
 // Built names the backends of this build, for config.Config.Warnings.

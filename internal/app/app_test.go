@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 			[]string{`server.ini:2: CacheOrder = "memory": lists memory, but it is off: set MemoryCacheSize above 0`}},
 		"CacheOrder with configured backends passes": {"CacheOrder = mysql,file\nMysqlHost = db\nMysqlDb = u\nFsPath = /mnt/efs\n", nil},
 		"config's own errors come first": {"CacheOrder = file\nMysqlHost = db\n", []string{
-			`MysqlDb = "": must be set when MysqlHost is set`,
+			`server.ini:2: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)`,
 			`server.ini:1: CacheOrder = "file": lists file, but it is off: set FsPath`,
 		}},
 	}
@@ -175,5 +175,54 @@ func TestHostPortUsesTheServiceDefault(t *testing.T) {
 		if got := hostPort(c.host, c.port, c.def); got != c.want {
 			t.Errorf("hostPort(%q, %d) = %q, want %q", c.host, c.port, got, c.want)
 		}
+	}
+}
+
+func TestCheckNamesTheLineOfEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	missing := dir + "/missing/calcserver.log"
+	tests := map[string]struct {
+		ini  string
+		want []string // each error's text; none = valid
+	}{
+		"a cluster with a DB other than 0": {"RedisAddrs = 127.0.0.1:1,127.0.0.1:2\nRedisDB = 1\n", []string{
+			`server.ini:2: RedisDB = "1": must be 0 when RedisAddrs is set: RedisAddrs makes a Redis cluster, and a cluster has only DB 0`}},
+		"an unwritable LogLocation": {"Cores = 2\nLogLocation = " + missing + "\n", []string{
+			`server.ini:2: LogLocation = "` + missing + `": cannot be written: cannot create ` + missing + `: stat ` + dir + `/missing: no such file or directory`}},
+		"the log's problem with the others": {"LogLocation = " + missing + "\nMysqlHost = db\nCacheOrder = file\n", []string{
+			`server.ini:2: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)`,
+			`server.ini:3: CacheOrder = "file": lists file, but it is off: set FsPath`,
+			`server.ini:1: LogLocation = "` + missing + `": cannot be written: cannot create ` + missing + `: stat ` + dir + `/missing: no such file or directory`,
+		}},
+		// What only the backend finds (the CA file is read when it is built) is
+		// put on the key it is about.
+		"a MongoDB CA file that is missing": {"MongoDbHost = m\nMongoDbDatabase = u\nMongoDbEnableSSL = true\nMongoDbCAFilePath = " + dir + "/ca.pem\n", []string{
+			`server.ini:4: MongoDbCAFilePath = "` + dir + `/ca.pem": mongodb backend: mongo m:27017/u.unicorntable: CA file: open ` + dir + `/ca.pem: no such file or directory`}},
+		// The mongodb backend refuses a port in both keys, even the same: the
+		// application passes it once.
+		"the same MongoDB port in both keys": {"MongoDbHost = m:27017\nMongoDbPort = 27017\nMongoDbDatabase = u\n", nil},
+		"a writable LogLocation":             {"LogLocation = " + dir + "\n", nil},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := config.Parse("server.ini", []byte(tt.ini))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Check(cfg)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, tt.want) {
+				t.Errorf("Check =\n%s\nwant\n%s", err, strings.Join(tt.want, "\n"))
+			}
+			var e *config.Error
+			if !errors.As(err, &e) {
+				t.Errorf("Check = %v, want *config.Error values", err)
+			}
+		})
 	}
 }

@@ -120,7 +120,12 @@ func openPostgres(c config.Config, log *slog.Logger) (cache.Cache, error) {
 }
 
 func openMongo(c config.Config, log *slog.Logger) (cache.Cache, error) {
-	o := mongo.Options{Host: c.MongoDbHost, Port: c.MongoDbPort, User: c.MongoDbUser, Pass: c.MongoDbPass,
+	port := c.MongoDbPort
+	if _, p, err := net.SplitHostPort(c.MongoDbHost); err == nil && p == strconv.Itoa(port) {
+		// The same port in MongoDbHost and MongoDbPort: the backend takes one.
+		port = 0
+	}
+	o := mongo.Options{Host: c.MongoDbHost, Port: port, User: c.MongoDbUser, Pass: c.MongoDbPass,
 		Database: c.MongoDbDatabase, Collection: c.MongoDbCollection, EnableSSL: c.MongoDbEnableSSL,
 		TTL: c.CacheTTL, Version: c.CalcVersion, Timeout: c.CacheTimeout, Logger: log}
 	// The contests' files name a CA bundle with SSL off: it is only read with SSL on.

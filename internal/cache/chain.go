@@ -126,7 +126,7 @@ func NewChain(o Options, tiers ...Tier) *Chain {
 	for _, t := range tiers {
 		ct := &tier{Tier: t, backoff: o.BackoffMin}
 		ct.up.Store(true)
-		ct.m = m.forTier(t.Name, &ct.up)
+		ct.m = m.forTier(t.Name, t.Local, &ct.up)
 		if !t.Local {
 			for range o.Writers {
 				q := make(chan op, o.QueueLen)

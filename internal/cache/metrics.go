@@ -14,7 +14,8 @@ type chainMetrics struct {
 }
 
 // tierMetrics are one tier's series, resolved once so the hot path does not hash
-// label values.
+// label values. A local tier has only hit and miss: it is never bypassed, timed,
+// written through a queue or shared, so its other series would stay at 0 forever.
 type tierMetrics struct {
 	hit, miss, corrupt, errors, bypass, dropped, joined prometheus.Counter
 	getTime, setTime                                    prometheus.Observer
@@ -39,7 +40,9 @@ func newChainMetrics(reg prometheus.Registerer) *chainMetrics {
 	return m
 }
 
-func (m *chainMetrics) forTier(name string, up *atomic.Bool) tierMetrics {
+// forTier registers the series of tier name and returns them; every counter starts
+// at 0 with its labels.
+func (m *chainMetrics) forTier(name string, local bool, up *atomic.Bool) tierMetrics {
 	if m.reg != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "calcserver_cache_up",
@@ -53,6 +56,9 @@ func (m *chainMetrics) forTier(name string, up *atomic.Bool) tierMetrics {
 		}))
 	}
 	c := func(result string) prometheus.Counter { return m.ops.WithLabelValues(name, result) }
+	if local {
+		return tierMetrics{hit: c("hit"), miss: c("miss")}
+	}
 	return tierMetrics{
 		hit: c("hit"), miss: c("miss"), corrupt: c("corrupt"), errors: c("error"),
 		bypass: c("bypass"), dropped: c("dropped"), joined: c("joined"),

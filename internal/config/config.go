@@ -14,6 +14,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -84,6 +85,10 @@ type Config struct {
 	ShutdownTimeout   time.Duration // time left to running and waiting jobs, 30s
 	PprofAddr         string        // host:port of the pprof listener; "" = off
 
+	// TrustedProxies are the peers whose X-Forwarded-For the access log
+	// believes; nil = none.
+	TrustedProxies []netip.Prefix
+
 	// Source is where the configuration was read from ("" for the defaults).
 	// It is not a key.
 	Source string
@@ -144,8 +149,9 @@ const (
 )
 
 // Parse reads the bytes of a server.ini named name (used in messages) on top
-// of Default. Every bad line is reported, not only the first: the error is a
-// *Error or an errors.Join of several. On error the Config is the zero value.
+// of Default. Every bad line is reported, not only the first, and with them
+// the problems Validate finds between keys: the error is a *Error or an
+// errors.Join of several. On error the Config is the zero value.
 func Parse(name string, data []byte) (Config, error) {
 	specs := keySpecs()
 	index := specIndex(specs)
@@ -259,6 +265,16 @@ func Parse(name string, data []byte) (Config, error) {
 		}
 	}
 	if len(errs) > 0 {
+		// The rules that tie keys together are reported too, so that every
+		// problem shows at once; those that read a key with a bad line are
+		// left out, as its field holds the default rather than the file's value.
+		bad := make(map[string]bool)
+		for _, e := range errs {
+			if si, ok := index[strings.ToLower(e.Key)]; ok {
+				bad[specs[si].name] = true
+			}
+		}
+		errs = append(errs, c.crossErrors(bad)...)
 		slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
 		return Config{}, joinErrors(errs)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,7 @@ func keySpecs() []keySpec {
 		durationKey("ShutdownDelay", false, 0, func(c *Config) *time.Duration { return &c.ShutdownDelay }),
 		durationKey("ShutdownTimeout", false, 0, func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 		pprofAddrKey(),
+		trustedProxiesKey(),
 	}
 }
 
@@ -381,6 +383,37 @@ func pprofAddrKey() keySpec {
 			return nil
 		},
 		get: func(c *Config) string { return c.PprofAddr },
+	}
+}
+
+// trustedProxiesKey is a comma-separated list of CIDR prefixes; a bare address
+// is its own /32 or /128. Prefixes are kept masked (10.1.2.3/8 is 10.0.0.0/8).
+func trustedProxiesKey() keySpec {
+	return keySpec{
+		name: "TrustedProxies",
+		set: func(c *Config, v string) *Error {
+			var out []netip.Prefix
+			for _, it := range splitList(v) {
+				p, err := netip.ParsePrefix(it)
+				if err != nil {
+					a, aerr := netip.ParseAddr(it)
+					if aerr != nil || a.Zone() != "" {
+						return valueError(fmt.Sprintf("item %q is not a CIDR prefix: must be a comma-separated list of CIDR prefixes (10.0.0.0/8, 2001:db8::/32) or addresses", it))
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				out = append(out, p.Masked())
+			}
+			c.TrustedProxies = out
+			return nil
+		},
+		get: func(c *Config) string {
+			items := make([]string, len(c.TrustedProxies))
+			for i, p := range c.TrustedProxies {
+				items[i] = p.String()
+			}
+			return strings.Join(items, ",")
+		},
 	}
 }
 

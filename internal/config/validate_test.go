@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -113,8 +114,8 @@ func TestEntries(t *testing.T) {
 		if !reflect.DeepEqual(order, Keys()) {
 			t.Errorf("Entries keys %v\nKeys %v", order, Keys())
 		}
-		if len(Keys()) != 54 {
-			t.Errorf("%d keys, want 54", len(Keys()))
+		if len(Keys()) != 55 {
+			t.Errorf("%d keys, want 55", len(Keys()))
 		}
 	})
 	t.Run("reference keys come first", func(t *testing.T) {
@@ -302,6 +303,152 @@ func TestCheckServer(t *testing.T) {
 	for addr, ok := range map[string]bool{"127.0.0.1:11211": true, "[::1]:6379": true, "cache:0": false, "cache": false, ":11211": false} {
 		if err := CheckServer(addr); (err == nil) != ok {
 			t.Errorf("CheckServer(%q) = %v", addr, err)
+		}
+	}
+}
+
+// problems parses text as server.ini and validates it, and returns every
+// problem's text, one a line: what -check prints.
+func problems(t *testing.T, text string) []string {
+	t.Helper()
+	c, err := Parse("server.ini", []byte(text))
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+func TestCrossKeyRulesNameTheirLine(t *testing.T) {
+	tests := map[string]struct {
+		text string
+		want []string // none = valid
+	}{
+		// The redis backend refuses a DB other than 0 for a cluster.
+		"RedisAddrs with RedisDB 1": {"RedisAddrs = 127.0.0.1:1,127.0.0.1:2\nRedisDB = 1\n", []string{
+			`server.ini:2: RedisDB = "1": must be 0 when RedisAddrs is set: RedisAddrs makes a Redis cluster, and a cluster has only DB 0`}},
+		"RedisAddrs with RedisDB 0":  {"RedisAddrs = 127.0.0.1:1,127.0.0.1:2\nRedisDB = 0\n", nil},
+		"RedisHost with RedisDB 1":   {"RedisHost = r\nRedisDB = 1\n", nil},
+		"RedisDB out of range alone": {"RedisAddrs = a:1\nRedisDB = 16\n", []string{`server.ini:2: RedisDB = "16": must be a whole number from 0 to 15`}},
+
+		// A host:port and a port key that disagree.
+		"RedisHost with another RedisPort": {"RedisHost = localhost:6379\nRedisPort = 6380\n", []string{
+			`server.ini:2: RedisPort = "6380": conflicts with RedisHost = localhost:6379, which names port 6379: give the port in one of the two keys, or the same port in both`}},
+		"MemcacheHost with another MemcachePort": {"MemcachePort = 11212\nMemcacheHost = m:11211\n", []string{
+			`server.ini:1: MemcachePort = "11212": conflicts with MemcacheHost = m:11211, which names port 11211: give the port in one of the two keys, or the same port in both`}},
+		"MysqlHost with another MysqlPort": {"MysqlHost = db:3307\nMysqlPort = 3306\nMysqlDb = u\n", []string{
+			`server.ini:2: MysqlPort = "3306": conflicts with MysqlHost = db:3307, which names port 3307: give the port in one of the two keys, or the same port in both`}},
+		"PgsqlHost with another PgsqlPort": {"PgsqlHost = [::1]:5433\nPgsqlPort = 5432\nPgsqlDb = u\n", []string{
+			`server.ini:2: PgsqlPort = "5432": conflicts with PgsqlHost = [::1]:5433, which names port 5433: give the port in one of the two keys, or the same port in both`}},
+		"MongoDbHost with another MongoDbPort": {"MongoDbHost = m:27018\nMongoDbPort = 27017\nMongoDbDatabase = u\n", []string{
+			`server.ini:2: MongoDbPort = "27017": conflicts with MongoDbHost = m:27018, which names port 27018: give the port in one of the two keys, or the same port in both`}},
+		"the same port in both passes": {"RedisHost = localhost:6379\nRedisPort = 6379\nMongoDbHost = m:27017\nMongoDbPort = 27017\nMongoDbDatabase = u\n", nil},
+		"a host:port alone passes":     {"RedisHost = localhost:6380\nMemcacheHost = m:11212\n", nil},
+		"a host:port with a bad port": {"RedisHost = localhost:http\n", []string{
+			`server.ini:1: RedisHost = "localhost:http": is not host:port with a port from 1 to 65535: give the host alone and the port in RedisPort`}},
+
+		// A missing database key is reported on the host key's line.
+		"MysqlHost without MysqlDb": {"# db\nMysqlHost = db\n", []string{
+			`server.ini:2: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)`}},
+		"PgsqlHost without PgsqlDb": {"PgsqlHost = db\n", []string{
+			`server.ini:1: PgsqlDb = "": must be set when PgsqlHost is set (PgsqlHost is set on this line)`}},
+		"MongoDbHost without MongoDbDatabase": {"Cores = 2\nMongoDbHost = m\n", []string{
+			`server.ini:2: MongoDbDatabase = "": must be set when MongoDbHost is set (MongoDbHost is set on this line)`}},
+
+		// The mongodb and pgsql backends' own rules.
+		"a MongoDB database name with a dot": {"MongoDbHost = m\nMongoDbDatabase = a.b\n", []string{
+			`server.ini:2: MongoDbDatabase = "a.b": must not contain any of / \ . " $ * < > : | ? or a space: MongoDB refuses such database names`}},
+		"a MongoDB database name too long": {"MongoDbHost = m\nMongoDbDatabase = " + strings.Repeat("d", 64) + "\n", []string{
+			`server.ini:2: MongoDbDatabase = "` + strings.Repeat("d", 64) + `": is longer than 63 bytes, the longest MongoDB database name`}},
+		"a reserved MongoDB collection": {"MongoDbHost = m\nMongoDbDatabase = u\nMongoDbCollection = system.users\n", []string{
+			`server.ini:3: MongoDbCollection = "system.users": must not start with "system.": MongoDB reserves those collection names`}},
+		"a MongoDB collection with $": {"MongoDbHost = m\nMongoDbDatabase = u\nMongoDbCollection = a$b\n", []string{
+			`server.ini:3: MongoDbCollection = "a$b": must not contain $ or NUL: MongoDB refuses such collection names`}},
+		"a MongoDB collection too long": {"MongoDbHost = m\nMongoDbDatabase = u\nMongoDbCollection = " + strings.Repeat("c", 121) + "\n", []string{
+			`server.ini:3: MongoDbCollection = "` + strings.Repeat("c", 121) + `": is longer than 120 bytes, the longest MongoDB collection name`}},
+		"a MongoDB password without a user": {"MongoDbHost = m\nMongoDbDatabase = u\nMongoDbPass = secret\n", []string{
+			`server.ini:3: MongoDbPass = "****": is set without MongoDbUser: set MongoDbUser too, or drop MongoDbPass`}},
+		"a MongoDB connection string": {"MongoDbHost = mongodb://a,b\nMongoDbDatabase = u\n", []string{
+			`server.ini:1: MongoDbHost = "mongodb://a,b": must be one host name or address, optionally with :port, not a connection string or a list`}},
+		"MongoDB keys without MongoDbHost are not checked": {"MongoDbDatabase = a.b\nMongoDbCollection = system.x\n", nil},
+		"a PgsqlTable that is not an identifier": {"PgsqlHost = db\nPgsqlDb = u\nPgsqlTable = 1table\n", []string{
+			`server.ini:3: PgsqlTable = "1table": must be a PostgreSQL table name: a letter or _, then up to 62 letters, digits or _`}},
+		"a PgsqlTable of 64 bytes": {"PgsqlHost = db\nPgsqlDb = u\nPgsqlTable = " + strings.Repeat("t", 64) + "\n", []string{
+			`server.ini:3: PgsqlTable = "` + strings.Repeat("t", 64) + `": must be a PostgreSQL table name: a letter or _, then up to 62 letters, digits or _`}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := problems(t, tt.text); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestParseReportsCrossKeyErrorsWithLineErrors(t *testing.T) {
+	// Every problem at once, in line order, each with its place.
+	got := problems(t, "RedisHost = localhost:6379\nPort = abc\nRedisPort = 6380\nMysqlHost = db\nCores = 0\n")
+	want := []string{
+		`server.ini:2: Port = "abc": must be a whole number from 0 to 65535`,
+		`server.ini:3: RedisPort = "6380": conflicts with RedisHost = localhost:6379, which names port 6379: give the port in one of the two keys, or the same port in both`,
+		`server.ini:4: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)`,
+		`server.ini:5: Cores = "0": must be a whole number from 1 to 1024`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A rule that reads a key with a bad line is left out: the field holds
+	// the default, not what the file says.
+	got = problems(t, "RedisHost = localhost:6379\nRedisPort = x\n")
+	want = []string{`server.ini:2: RedisPort = "x": must be a port number from 1 to 65535, or empty for unset`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestAPortWithoutItsHostWarns(t *testing.T) {
+	c, err := Parse("server.ini", []byte("RedisPort = 6380\nMemcachePort = 11211\nRedisAddrs = r:6379\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]bool{"redis": true, "memcached": true}
+	want := []string{
+		"server.ini:1: RedisPort is set without RedisHost: it is ignored (set RedisHost, or drop RedisPort)",
+		"server.ini:2: MemcachePort is set without MemcacheHost: it is ignored (set MemcacheHost, or drop MemcachePort)",
+	}
+	if got := c.Warnings(all); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	// From a flag, there is no line to name.
+	c = Default()
+	c.PgsqlPort = 5432
+	want = []string{"PgsqlPort is set without PgsqlHost: it is ignored (set PgsqlHost, or drop PgsqlPort)"}
+	if got := c.Warnings(map[string]bool{"pgsql": true}); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestTheContestFilesLoadCleanly(t *testing.T) {
+	all := map[string]bool{"redis": true, "memcached": true, "mysql": true, "file": true, "pgsql": true, "mongodb": true, "dynamodb": true}
+	paths, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "*.ini"))
+	if len(paths) == 0 {
+		t.Fatal("no testdata/*.ini")
+	}
+	for _, p := range paths {
+		c, err := Load(p)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		if w := c.Warnings(all); len(w) > 0 {
+			t.Errorf("%s: warnings %q", p, w)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -40,7 +41,13 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 		var val []byte
 		var joined bool
 		var wait time.Duration
-		val, joined, wait, err = s.q.Do(r.Context(), key, func() ([]byte, error) { return s.compute(key) })
+		// The wait also ends when Drain runs out of time (s.abandoned), so that
+		// the request is answered 503 before its connection is closed.
+		ctx, cancel := context.WithCancel(r.Context())
+		stop := context.AfterFunc(s.abandoned, cancel)
+		val, joined, wait, err = s.q.Do(ctx, key, func() ([]byte, error) { return s.compute(key) })
+		stop()
+		cancel()
 		rec.wait = wait
 		switch {
 		case errors.Is(err, queue.ErrFull):
@@ -50,6 +57,13 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, http.StatusServiceUnavailable, "queue full: retry later")
 			return
 		case errors.Is(err, queue.ErrDraining):
+			s.rejected.Add(1)
+			s.m.rejections.WithLabelValues("draining").Inc()
+			w.Header().Set("Retry-After", s.retry)
+			s.fail(w, http.StatusServiceUnavailable, "draining: the server is shutting down")
+			return
+		case errors.Is(err, context.Canceled) && r.Context().Err() == nil && s.abandoned.Err() != nil:
+			// Drain ran out of time while this request waited for its job.
 			s.rejected.Add(1)
 			s.m.rejections.WithLabelValues("draining").Inc()
 			w.Header().Set("Retry-After", s.retry)
@@ -74,13 +88,8 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.m.queueWait.Observe(wait.Seconds())
 		}
-		s.misses.Add(1)
-	} else {
-		s.hits.Add(1)
 	}
 	rec.cache = result
-	s.served.Add(1)
-	s.m.answers[result].Inc()
 
 	an := s.answers.get(key, &res)
 	// The constant header values are built once in New: assigning the map directly
@@ -92,9 +101,19 @@ func (s *Server) handleCalc(w http.ResponseWriter, r *http.Request) {
 	h["Cache-Control"] = s.hdr.cacheControl
 	h["Etag"] = an.etag
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, an.etag[0]) {
+		// A 304 is no served answer: it is counted apart from the 200s.
+		s.notModified.Add(1)
+		s.m.notModified[result].Inc()
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	if result == hit {
+		s.hits.Add(1)
+	} else {
+		s.misses.Add(1)
+	}
+	s.served.Add(1)
+	s.m.answers[result].Inc()
 	_, _ = w.Write(an.body) // net/http drops the body of a HEAD answer
 }
 
@@ -143,6 +162,8 @@ type requestCounts struct {
 	Hits     int64 `json:"hits"`
 	Misses   int64 `json:"misses"`
 	Rejected int64 `json:"rejected"`
+	// NotModified counts /calc 304s (If-None-Match matched), apart from served.
+	NotModified int64 `json:"not_modified"`
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +176,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		Cache:   s.cache.Health(),
 		Requests: requestCounts{
 			Served: s.served.Load(), Hits: s.hits.Load(), Misses: s.misses.Load(), Rejected: s.rejected.Load(),
+			NotModified: s.notModified.Load(),
 		},
 	}
 	code := http.StatusOK
@@ -167,7 +189,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		doc.Status = "draining"
 		code = http.StatusServiceUnavailable
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h["X-Served-By"] = s.hdr.servedBy
 	writeJSON(w, code, doc)
 }
 
@@ -180,9 +204,12 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, http.StatusNotFound, "not found")
 }
 
-// fail answers an error as JSON that no CDN keeps.
+// fail answers an error as JSON that no CDN keeps, with X-Served-By so that a
+// refusal names the instance that made it.
 func (s *Server) fail(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h["X-Served-By"] = s.hdr.servedBy
 	writeJSON(w, code, struct {
 		Error string `json:"error"`
 	}{msg})

@@ -8,17 +8,19 @@ import (
 
 // metrics are the server's Prometheus series, registered on a registry of its own.
 type metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec        // by handler, code and cache result
-	calcs      *prometheus.CounterVec        // /calc answers by cache result
-	answers    map[string]prometheus.Counter // calcs' counters by result, looked up once
-	rejections *prometheus.CounterVec        // 503s by reason
-	joins      prometheus.Counter
-	jobs       prometheus.Histogram
-	queueWait  prometheus.Histogram
-	refused    prometheus.Counter
-	logLost    prometheus.CounterFunc
-	logDropped prometheus.CounterFunc
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec        // by handler, code and cache result
+	calcs       *prometheus.CounterVec        // /calc answers by cache result
+	answers     map[string]prometheus.Counter // calcs' counters by result, looked up once
+	notMods     *prometheus.CounterVec        // /calc 304s by cache result
+	notModified map[string]prometheus.Counter // notMods' counters by result, looked up once
+	rejections  *prometheus.CounterVec        // 503s by reason
+	joins       prometheus.Counter
+	jobs        prometheus.Histogram
+	queueWait   prometheus.Histogram
+	refused     prometheus.Counter
+	logLost     prometheus.CounterFunc
+	logDropped  prometheus.CounterFunc
 }
 
 func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped func() float64) *metrics {
@@ -31,6 +33,10 @@ func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped fu
 		calcs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calcserver_calc_answers_total",
 			Help: "Successful /calc answers by cache result (HIT, MISS, SHARED).",
+		}, []string{"cache"}),
+		notMods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calcserver_calc_not_modified_total",
+			Help: "/calc answers 304 Not Modified (If-None-Match matched) by cache result (HIT, MISS, SHARED); not counted in calcserver_calc_answers_total.",
 		}, []string{"cache"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calcserver_rejections_total",
@@ -55,9 +61,16 @@ func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped fu
 			Help: "Requests answered by the HTTP layer before any handler (malformed, headers too large).",
 		}),
 	}
+	// Every series with known labels starts at 0, so that a rate or an alert sees
+	// it before its first event.
 	m.answers = map[string]prometheus.Counter{}
+	m.notModified = map[string]prometheus.Counter{}
 	for _, c := range []string{hit, miss, shared} {
 		m.answers[c] = m.calcs.WithLabelValues(c)
+		m.notModified[c] = m.notMods.WithLabelValues(c)
+	}
+	for _, r := range []string{"queue_full", "draining"} {
+		m.rejections.WithLabelValues(r)
 	}
 	gauge := func(name, help string, f func(queue.Stats) int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
@@ -71,7 +84,7 @@ func newMetrics(reg *prometheus.Registry, q *queue.Queue, logLost, logDropped fu
 		Name: "calcserver_log_lines_dropped_total",
 		Help: "Log lines dropped because the log buffer was full (the log writer was slow or stuck).",
 	}, logDropped)
-	reg.MustRegister(m.requests, m.calcs, m.rejections, m.joins, m.jobs, m.queueWait, m.refused, m.logLost, m.logDropped,
+	reg.MustRegister(m.requests, m.calcs, m.notMods, m.rejections, m.joins, m.jobs, m.queueWait, m.refused, m.logLost, m.logDropped,
 		gauge("calcserver_queue_waiting", "Jobs waiting for a core.", func(s queue.Stats) int { return s.Waiting }),
 		gauge("calcserver_queue_capacity", "Places in the waiting line (QueueSize).", func(s queue.Stats) int { return s.Capacity }),
 		gauge("calcserver_cores_busy", "Simulated cores running a job.", func(s queue.Stats) int { return s.Busy }),

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,8 +63,14 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Server) observe(next http.Handler, name string) http.Handler {
 	// The usual outcomes' counters are looked up once: WithLabelValues hashes its
 	// labels and takes a lock on every call.
+	// They also make the series start at 0: /calc's 200s come with a cache result,
+	// the other handlers' without.
+	results := []string{""}
+	if name == "calc" {
+		results = []string{hit, miss, shared}
+	}
 	ok := map[string]prometheus.Counter{}
-	for _, c := range []string{"", hit, miss, shared} {
+	for _, c := range results {
 		ok[c] = s.m.requests.WithLabelValues(name, "200", c)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,10 +94,14 @@ func (s *Server) observe(next http.Handler, name string) http.Handler {
 		if s.access == nil {
 			return
 		}
+		client := r.RemoteAddr
+		if len(s.o.TrustedProxies) > 0 {
+			client = s.clientOf(r)
+		}
 		end := time.Now()
 		s.access.Log(&logging.AccessRecord{
 			Time:      end,
-			Client:    r.RemoteAddr,
+			Client:    client,
 			Method:    r.Method,
 			Path:      r.RequestURI,
 			Key:       rec.key,
@@ -196,4 +208,67 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 		cs.active.Store(true)
 		cs.handled.Store(false)
 	}
+}
+
+// clientOf returns the client the access log records for r when TrustedProxies is
+// set: the peer, unless the peer is a trusted proxy; then the rightmost address of
+// X-Forwarded-For that is not itself a trusted proxy (each proxy appends the peer it
+// saw, so only the part of the header the trusted proxies wrote is believed). When
+// every address is trusted, the leftmost one; when an item is not an address, or
+// there is no header, the last address believed so far (the peer at worst).
+func (s *Server) clientOf(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !s.trusted(peer.Addr()) {
+		return r.RemoteAddr
+	}
+	client := r.RemoteAddr
+	values := r.Header.Values("X-Forwarded-For")
+	for i := len(values) - 1; i >= 0; i-- {
+		rest := values[i]
+		for rest != "" {
+			item := rest
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				item, rest = rest[j+1:], rest[:j]
+			} else {
+				rest = ""
+			}
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			a, err := parseForwarded(item)
+			if err != nil {
+				return client
+			}
+			client = item
+			if !s.trusted(a) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+// parseForwarded reads one X-Forwarded-For item: an address, possibly with a port
+// ("192.0.2.1:1234", "[2001:db8::1]:1234"), as some proxies write it.
+func parseForwarded(item string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(item); err == nil {
+		return a.Unmap(), nil
+	}
+	ap, err := netip.ParseAddrPort(item)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr().Unmap(), nil
+}
+
+// trusted reports whether a is in TrustedProxies.
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.o.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

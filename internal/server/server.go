@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,10 @@ type Options struct {
 	AccessLog      *logging.Access // one line per request; nil: none
 	LogWriteFailed func() int64    // log lines lost to failed writes, for /metrics; nil: none
 	LogDropped     func() int64    // log lines dropped by a full log buffer, for /metrics; nil: none
+	// TrustedProxies are the peers whose X-Forwarded-For the access log believes:
+	// the client it records is then the rightmost address of that header that is
+	// not itself a trusted proxy. Empty: the peer is the client, whatever it sends.
+	TrustedProxies []netip.Prefix
 	// Registry receives the server's metrics and is served on /metrics; pass the one
 	// the cache chain registers on. Nil: a registry of the server's own.
 	Registry *prometheus.Registry
@@ -70,7 +75,12 @@ type Server struct {
 
 	draining atomic.Bool // /healthcheck answers 503 once set
 
-	served, hits, misses, rejected atomic.Int64
+	// abandoned ends when Drain runs out of time: the requests still waiting for a
+	// job then answer 503 draining instead of having their connection closed.
+	abandoned context.Context
+	abandon   context.CancelFunc
+
+	served, hits, misses, rejected, notModified atomic.Int64
 
 	srv *http.Server
 	ln  net.Listener
@@ -97,6 +107,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{o: o, log: o.Logger, access: o.AccessLog, cache: o.Cache, started: time.Now()}
+	s.abandoned, s.abandon = context.WithCancel(context.Background())
 	counter := func(f func() int64) func() float64 {
 		return func() float64 {
 			if f == nil {
@@ -194,10 +205,19 @@ func (s *Server) BeginDrain() { s.draining.Store(true) }
 
 // Drain stops new jobs (new misses are answered 503, hits are still served), waits for
 // running and waiting jobs until ctx ends, then closes the listener and waits for the
-// answers in flight. It returns ctx.Err() if the jobs did not finish in time.
+// answers in flight. It returns ctx.Err() if the jobs did not finish in time: the
+// requests still waiting for a job are then answered 503 draining with Retry-After
+// (Drain gives them up to abandonGrace to be written), never left to a closed
+// connection.
 func (s *Server) Drain(ctx context.Context) error {
 	s.BeginDrain()
 	qerr := s.q.Drain(ctx)
+	if qerr != nil {
+		s.abandon()
+		grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonGrace)
+		defer cancel()
+		ctx = grace
+	}
 	var serr error
 	if s.srv != nil {
 		serr = s.srv.Shutdown(ctx)
@@ -207,6 +227,10 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	return serr
 }
+
+// abandonGrace bounds the time Drain, out of time, gives the requests it abandons to
+// write their 503: a few milliseconds in practice.
+const abandonGrace = time.Second
 
 // Close stops serving at once.
 func (s *Server) Close() error {
