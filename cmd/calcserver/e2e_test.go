@@ -531,7 +531,11 @@ func TestEndToEndPprofListensApart(t *testing.T) {
 func TestEndToEndCheckRunsEveryStartCheck(t *testing.T) {
 	cluster := writeINI(t, "RedisAddrs = 127.0.0.1:1,127.0.0.1:2\nRedisDB = 1\n")
 	missing := filepath.Join(t.TempDir(), "missing", "calcserver.log")
-	several := writeINI(t, "RedisHost = localhost:6379\nPort = abc\nRedisPort = 6380\nMysqlHost = db\nLogLocation = "+missing+"\n")
+	unwritable := `LogLocation = "` + missing + `": cannot be written: cannot create ` + missing + ": stat " + filepath.Dir(missing) + ": no such file or directory\n"
+	several := writeINI(t, "RedisHost = localhost:6379\nPort = abc\nRedisPort = 6380\nMysqlHost = db\nLogLocation = "+missing+"\nCacheOrder = memory,mysql,redis,file\n")
+	log := writeINI(t, "Cores = 2\nLogLocation = "+missing+"\n")
+	order := writeINI(t, "CacheOrder = redis\nLogLocation = "+missing+"\n")
+	badRedis := writeINI(t, "RedisHost = localhost:99999\nCacheOrder = memory,redis\n")
 	tests := map[string]struct {
 		path string
 		want string // stderr
@@ -539,13 +543,30 @@ func TestEndToEndCheckRunsEveryStartCheck(t *testing.T) {
 		"a cluster with RedisDB 1": {cluster, "calcserver: configuration error:\n" +
 			"  " + cluster + `:2: RedisDB = "1": must be 0 when RedisAddrs is set: RedisAddrs makes a Redis cluster, and a cluster has only DB 0` + "\n" +
 			"calcserver: configuration " + cluster + " test failed\n"},
-		// Line errors and the rules between keys together; the log is
-		// checked once the file reads.
+		// Line errors, the rules between keys and the application's own rules
+		// (CacheOrder, LogLocation) together, by line. CacheOrder lists mysql,
+		// whose MysqlHost line carries an error, and redis, whose RedisPort line
+		// is bad: neither is called off.
 		"every problem of the file": {several, "calcserver: configuration error:\n" +
 			"  " + several + `:2: Port = "abc": must be a whole number from 0 to 65535` + "\n" +
 			"  " + several + `:3: RedisPort = "6380": conflicts with RedisHost = localhost:6379, which names port 6379: give the port in one of the two keys, or the same port in both` + "\n" +
 			"  " + several + `:4: MysqlDb = "": must be set when MysqlHost is set (MysqlHost is set on this line)` + "\n" +
+			"  " + several + ":5: " + unwritable +
+			"  " + several + `:6: CacheOrder = "memory,mysql,redis,file": lists file, but it is off: set FsPath` + "\n" +
 			"calcserver: configuration " + several + " test failed\n"},
+		// The start fails on opening the log, in serve, with -check's message.
+		"an unwritable LogLocation": {log, "calcserver: configuration error:\n" +
+			"  " + log + ":2: " + unwritable +
+			"calcserver: configuration " + log + " test failed\n"},
+		// The file reads: the start names the log too when something else fails.
+		"a CacheOrder and an unwritable LogLocation": {order, "calcserver: configuration error:\n" +
+			"  " + order + `:1: CacheOrder = "redis": lists redis, but it is off: set RedisHost or RedisAddrs` + "\n" +
+			"  " + order + ":2: " + unwritable +
+			"calcserver: configuration " + order + " test failed\n"},
+		// RedisHost is bad, not missing: CacheOrder is not blamed for it.
+		"a CacheOrder with a bad line's backend": {badRedis, "calcserver: configuration error:\n" +
+			"  " + badRedis + `:1: RedisHost = "localhost:99999": is not host:port with a port from 1 to 65535: give the host alone and the port in RedisPort` + "\n" +
+			"calcserver: configuration " + badRedis + " test failed\n"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -561,18 +582,22 @@ func TestEndToEndCheckRunsEveryStartCheck(t *testing.T) {
 			}
 		})
 	}
+	if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+		t.Errorf("the log's directory was created: %v", err)
+	}
 
-	log := writeINI(t, "Cores = 2\nLogLocation = "+missing+"\n")
-	code, _, stderr := runCmd(t, nil, "-check", "-config", log)
-	want := "calcserver: configuration error:\n" +
-		"  " + log + `:2: LogLocation = "` + missing + `": cannot be written: cannot create ` + missing + ": stat " + filepath.Dir(missing) + ": no such file or directory\n" +
-		"calcserver: configuration " + log + " test failed\n"
-	if code != 1 || stderr != want {
-		t.Errorf("unwritable LogLocation: exit %d, stderr\n%s\nwant\n%s", code, stderr, want)
+	// The flags apply to the lines that read: -memcache-server turns on the
+	// memcached that CacheOrder lists.
+	flag := writeINI(t, "Cores = x\nCacheOrder = memcached\n")
+	for _, args := range [][]string{{"-check", "-config", flag}, {"-config", flag, "-port", "0"}} {
+		code, _, stderr := runCmd(t, nil, append(args, "-memcache-server", "127.0.0.1:11211")...)
+		if code != 1 || !strings.Contains(stderr, flag+`:1: Cores = "x"`) || strings.Contains(stderr, "CacheOrder") {
+			t.Errorf("%v -memcache-server: exit %d, stderr\n%s", args, code, stderr)
+		}
 	}
 
 	port := writeINI(t, "RedisPort = 6380\n")
-	code, _, stderr = runCmd(t, nil, "-check", "-config", port)
+	code, _, stderr := runCmd(t, nil, "-check", "-config", port)
 	if w := "calcserver: warning: " + port + ":1: RedisPort is set without RedisHost: it is ignored (set RedisHost, or drop RedisPort)\n"; code != 0 || !strings.Contains(stderr, w) {
 		t.Errorf("RedisPort without RedisHost: exit %d, stderr\n%s\nwant %s", code, stderr, w)
 	}

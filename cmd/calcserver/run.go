@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,7 +86,7 @@ func run(args []string, e env) int {
 	}
 
 	location := configLocation(*configPath, e.getenv)
-	cfg, err := loadConfig(location, e.getenv)
+	cfg, data, err := loadConfigData(location, e.getenv)
 	if fe := (*fetchError)(nil); errors.As(err, &fe) {
 		// Reading from S3 failed before there was a file to check: one line that says
 		// which bucket or key and why.
@@ -95,21 +96,29 @@ func run(args []string, e env) int {
 		}
 		return exitRuntime
 	}
-	if err == nil {
+	flags := func(c *config.Config) {
 		if portNum >= 0 {
-			cfg.Port = portNum
+			c.Port = portNum
 		}
 		if *memcache != "" {
 			// The flag of the GameDay variant replaces whatever the file names.
-			cfg.MemcacheServers = []string{*memcache}
-			cfg.MemcacheHost, cfg.MemcachePort = "", 0
+			c.MemcacheServers = []string{*memcache}
+			c.MemcacheHost, c.MemcachePort = "", 0
 		}
+	}
+	if err == nil {
+		flags(&cfg)
 		// -check also builds the backends, as the start does short of connecting.
-		validate := app.Validate
+		validate := startChecks
 		if *check {
 			validate = app.Check
 		}
-		err = validate(cfg)
+		err = sortErrors(validate(cfg))
+	} else if data != nil {
+		// Some lines cannot be read: the rules of the application (CacheOrder,
+		// LogLocation) are checked on the lines that can, so that every problem
+		// shows at once.
+		err = withAppErrors(location, data, err, flags)
 	}
 	if err == nil && *check && cfg.LogLocation != "" {
 		// Like nginx -t, check that the log could be opened, as serve would, without
@@ -178,19 +187,192 @@ func (e *fetchError) Unwrap() error { return e.err }
 // loadConfig reads the configuration at location — a local path or an s3:// URL — or
 // returns the defaults for "".
 func loadConfig(location string, getenv func(string) string) (config.Config, error) {
+	cfg, _, err := loadConfigData(location, getenv)
+	return cfg, err
+}
+
+// loadConfigData is loadConfig that also returns, when the file was read but has
+// problems, the bytes read, for withAppErrors.
+func loadConfigData(location string, getenv func(string) string) (config.Config, []byte, error) {
 	switch {
 	case location == "":
-		return config.Default(), nil
+		return config.Default(), nil, nil
 	case s3config.IsURL(location):
 		ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 		defer cancel()
 		data, err := s3config.Fetch(ctx, location, getenv)
 		if err != nil {
-			return config.Config{}, &fetchError{err}
+			return config.Config{}, nil, &fetchError{err}
 		}
-		return config.Parse(location, data)
+		cfg, err := config.Parse(location, data)
+		if err != nil {
+			return cfg, data, err
+		}
+		return cfg, nil, nil
 	}
-	return config.Load(location)
+	cfg, err := config.Load(location)
+	if ce := (*config.Error)(nil); err != nil && errors.As(err, &ce) {
+		// The file was read and has bad lines: read it again for withAppErrors
+		// (config.Load keeps its bytes), within the same bound.
+		if data, rerr := os.ReadFile(location); rerr == nil && len(data) <= maxConfigSize {
+			return cfg, data, err
+		}
+	}
+	return cfg, nil, err
+}
+
+// maxConfigSize is config.Load's bound on a file's size.
+const maxConfigSize = 1 << 20
+
+// startChecks is what the start checks before serve: app.Validate and, when that
+// fails, also the LogLocation that serve would open, so that the start reports
+// every problem -check does.
+func startChecks(cfg config.Config) error {
+	err := app.Validate(cfg)
+	if err != nil && cfg.LogLocation != "" {
+		if le := logLocationError(cfg, nil); le != nil {
+			err = errors.Join(err, le)
+		}
+	}
+	return err
+}
+
+// logLocationError is the error of a LogLocation that cannot be written, worded as
+// app.Check words it: logging.Check's explanation, else openErr; nil when both are
+// nil.
+func logLocationError(cfg config.Config, openErr error) *config.Error {
+	_, err := logging.Check(cfg.LogLocation)
+	if err == nil {
+		err = openErr
+	}
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimPrefix(err.Error(), "logging: ")
+	msg = strings.TrimPrefix(msg, "LogLocation: ")
+	return cfg.KeyError("LogLocation", "cannot be written: "+msg)
+}
+
+// configErrors flattens err (a *config.Error or a tree of errors.Join) into its
+// *config.Errors; ok is false when some part of it is another error.
+func configErrors(err error) (errs []*config.Error, ok bool) {
+	switch x := err.(type) {
+	case nil:
+		return nil, true
+	case *config.Error:
+		return []*config.Error{x}, true
+	case interface{ Unwrap() []error }:
+		for _, e := range x.Unwrap() {
+			sub, ok := configErrors(e)
+			if !ok {
+				return nil, false
+			}
+			errs = append(errs, sub...)
+		}
+		return errs, true
+	}
+	return nil, false
+}
+
+// joinConfigErrors returns nil, the single error (which prints on one line), or
+// an errors.Join of them all.
+func joinConfigErrors(errs []*config.Error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	list := make([]error, len(errs))
+	for i, e := range errs {
+		list[i] = e
+	}
+	return errors.Join(list...)
+}
+
+// sortErrors orders the problems of err by line, as config.Parse does, once each;
+// an error that is not made of *config.Error is returned as it is.
+func sortErrors(err error) error {
+	errs, ok := configErrors(err)
+	if !ok || len(errs) < 2 {
+		return err
+	}
+	seen := make(map[string]bool, len(errs))
+	unique := errs[:0:0]
+	for _, e := range errs {
+		if s := e.Error(); !seen[s] {
+			seen[s] = true
+			unique = append(unique, e)
+		}
+	}
+	slices.SortStableFunc(unique, func(a, b *config.Error) int { return a.Line - b.Line })
+	return joinConfigErrors(unique)
+}
+
+// withAppErrors adds to parseErr, the line errors config.Parse found in data, the
+// errors of the rules Parse does not know — a CacheOrder that lists a backend that
+// is off, a LogLocation that cannot be written — found on the lines that read, with
+// flags applied. An error that reads a key of a bad line is left out, as that key
+// holds its default rather than what the file says. When that cannot be done (a
+// problem without a line, too many problems), parseErr is returned as it is.
+func withAppErrors(name string, data []byte, parseErr error, flags func(*config.Config)) error {
+	errs, ok := configErrors(parseErr)
+	if !ok || len(errs) == 0 {
+		return parseErr
+	}
+	lines := strings.Split(string(data), "\n")
+	bad := make(map[string]bool) // lower-case names of the keys of the lines left out
+	for _, e := range errs {
+		if e.Line <= 0 || e.Line > len(lines) {
+			return parseErr // a problem of the whole file, or "more problems not shown"
+		}
+		bad[strings.ToLower(e.Key)] = true
+		if k, _, found := strings.Cut(lines[e.Line-1], "="); found {
+			bad[strings.ToLower(strings.Trim(strings.TrimSpace(k), `"'`+"`"))] = true
+		}
+		lines[e.Line-1] = ""
+	}
+	cfg, err := config.Parse(name, []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		return parseErr
+	}
+	flags(&cfg)
+	// Parse already reported the rules between keys; only the application's own
+	// are added.
+	own := make(map[string]bool)
+	if cross, ok := configErrors(cfg.Validate()); ok {
+		for _, e := range cross {
+			own[e.Error()] = true
+		}
+	}
+	readsBad := func(e *config.Error) bool {
+		if bad[strings.ToLower(e.Key)] {
+			return true
+		}
+		for _, w := range strings.FieldsFunc(e.Msg, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			if bad[strings.ToLower(w)] {
+				return true
+			}
+		}
+		return false
+	}
+	appErrs, ok := configErrors(app.Validate(cfg))
+	if !ok {
+		return parseErr
+	}
+	for _, e := range appErrs {
+		if e.Key == "CacheOrder" && !own[e.Error()] && !readsBad(e) {
+			errs = append(errs, e)
+		}
+	}
+	if cfg.LogLocation != "" && !bad["loglocation"] {
+		if le := logLocationError(cfg, nil); le != nil {
+			errs = append(errs, le)
+		}
+	}
+	return sortErrors(joinConfigErrors(errs))
 }
 
 // serve runs the server until a SIGTERM or SIGINT has drained it.
@@ -202,7 +384,8 @@ func serve(cfg config.Config, warnings []string, e env) int {
 	if cfg.LogLocation != "" {
 		f, err := logging.OpenFile(cfg.LogLocation)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "calcserver: %v\n", err)
+			// Worded as -check words it, with the file and line of LogLocation.
+			fmt.Fprintf(e.stderr, "calcserver: configuration error:\n%v\n", indent(logLocationError(cfg, err).Error()))
 			return exitRuntime
 		}
 		logFile, logDst, lost = f, f, f.Failed
