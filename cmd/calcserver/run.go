@@ -86,7 +86,7 @@ func run(args []string, e env) int {
 	}
 
 	location := configLocation(*configPath, e.getenv)
-	cfg, data, err := loadConfigData(location, e.getenv)
+	cfg, bad, err := loadConfigPartial(location, e.getenv)
 	if fe := (*fetchError)(nil); errors.As(err, &fe) {
 		// Reading from S3 failed before there was a file to check: one line that says
 		// which bucket or key and why.
@@ -114,11 +114,12 @@ func run(args []string, e env) int {
 			validate = app.Check
 		}
 		err = sortErrors(validate(cfg))
-	} else if data != nil {
+	} else if bad != nil {
 		// Some lines cannot be read: the rules of the application (CacheOrder,
 		// LogLocation) are checked on the lines that can, so that every problem
 		// shows at once.
-		err = withAppErrors(location, data, err, flags)
+		flags(&cfg)
+		err = withAppErrors(cfg, bad, err)
 	}
 	if err == nil && *check && cfg.LogLocation != "" {
 		// Like nginx -t, check that the log could be opened, as serve would, without
@@ -187,42 +188,35 @@ func (e *fetchError) Unwrap() error { return e.err }
 // loadConfig reads the configuration at location — a local path or an s3:// URL — or
 // returns the defaults for "".
 func loadConfig(location string, getenv func(string) string) (config.Config, error) {
-	cfg, _, err := loadConfigData(location, getenv)
+	cfg, bad, err := loadConfigPartial(location, getenv)
+	if bad != nil {
+		return config.Config{}, err
+	}
 	return cfg, err
 }
 
-// loadConfigData is loadConfig that also returns, when the file was read but has
-// problems, the bytes read, for withAppErrors.
-func loadConfigData(location string, getenv func(string) string) (config.Config, []byte, error) {
+// loadConfigPartial is loadConfig that, when the file was read but has bad lines,
+// returns config.ParsePartial's Config of the lines that read and the keys of those
+// that did not, for withAppErrors.
+func loadConfigPartial(location string, getenv func(string) string) (config.Config, map[string]bool, error) {
+	var data []byte
+	var err error
 	switch {
 	case location == "":
 		return config.Default(), nil, nil
 	case s3config.IsURL(location):
 		ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 		defer cancel()
-		data, err := s3config.Fetch(ctx, location, getenv)
-		if err != nil {
+		if data, err = s3config.Fetch(ctx, location, getenv); err != nil {
 			return config.Config{}, nil, &fetchError{err}
 		}
-		cfg, err := config.Parse(location, data)
-		if err != nil {
-			return cfg, data, err
-		}
-		return cfg, nil, nil
-	}
-	cfg, err := config.Load(location)
-	if ce := (*config.Error)(nil); err != nil && errors.As(err, &ce) {
-		// The file was read and has bad lines: read it again for withAppErrors
-		// (config.Load keeps its bytes), within the same bound.
-		if data, rerr := os.ReadFile(location); rerr == nil && len(data) <= maxConfigSize {
-			return cfg, data, err
+	default:
+		if data, err = config.Read(location); err != nil {
+			return config.Config{}, nil, err
 		}
 	}
-	return cfg, nil, err
+	return config.ParsePartial(location, data)
 }
-
-// maxConfigSize is config.Load's bound on a file's size.
-const maxConfigSize = 1 << 20
 
 // startChecks is what the start checks before serve: app.Validate and, when that
 // fails, also the LogLocation that serve would open, so that the start reports
@@ -309,65 +303,52 @@ func sortErrors(err error) error {
 	return joinConfigErrors(unique)
 }
 
-// withAppErrors adds to parseErr, the line errors config.Parse found in data, the
-// errors of the rules Parse does not know — a CacheOrder that lists a backend that
-// is off, a LogLocation that cannot be written — found on the lines that read, with
-// flags applied. An error that reads a key of a bad line is left out, as that key
-// holds its default rather than what the file says. When that cannot be done (a
-// problem without a line, too many problems), parseErr is returned as it is.
-func withAppErrors(name string, data []byte, parseErr error, flags func(*config.Config)) error {
+// withAppErrors adds to parseErr, the line errors of a file, the errors of the rules
+// config does not know — a CacheOrder that lists a backend that is off, a LogLocation
+// that cannot be written — found in cfg, the Config of the lines that read (flags
+// applied). An error that reads a key of a bad line is left out, as that key holds
+// its default rather than what the file says.
+func withAppErrors(cfg config.Config, bad map[string]bool, parseErr error) error {
 	errs, ok := configErrors(parseErr)
-	if !ok || len(errs) == 0 {
+	if !ok {
 		return parseErr
 	}
-	lines := strings.Split(string(data), "\n")
-	bad := make(map[string]bool) // lower-case names of the keys of the lines left out
 	for _, e := range errs {
-		if e.Line <= 0 || e.Line > len(lines) {
+		if e.Line <= 0 {
 			return parseErr // a problem of the whole file, or "more problems not shown"
 		}
-		bad[strings.ToLower(e.Key)] = true
-		if k, _, found := strings.Cut(lines[e.Line-1], "="); found {
-			bad[strings.ToLower(strings.Trim(strings.TrimSpace(k), `"'`+"`"))] = true
+	}
+	lower := make(map[string]bool, len(bad))
+	for k := range bad {
+		lower[strings.ToLower(k)] = true
+	}
+	// A rule's message names the keys it reads (set RedisHost or RedisAddrs).
+	readsBad := func(e *config.Error) bool {
+		for _, w := range strings.FieldsFunc(e.Key+" "+e.Msg, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			if lower[strings.ToLower(w)] {
+				return true
+			}
 		}
-		lines[e.Line-1] = ""
+		return false
 	}
-	cfg, err := config.Parse(name, []byte(strings.Join(lines, "\n")))
-	if err != nil {
-		return parseErr
-	}
-	flags(&cfg)
-	// Parse already reported the rules between keys; only the application's own
-	// are added.
+	// config already reported the rules between its keys; only the application's
+	// own are added.
 	own := make(map[string]bool)
 	if cross, ok := configErrors(cfg.Validate()); ok {
 		for _, e := range cross {
 			own[e.Error()] = true
 		}
 	}
-	readsBad := func(e *config.Error) bool {
-		if bad[strings.ToLower(e.Key)] {
-			return true
-		}
-		for _, w := range strings.FieldsFunc(e.Msg, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-		}) {
-			if bad[strings.ToLower(w)] {
-				return true
+	if appErrs, ok := configErrors(app.Validate(cfg)); ok {
+		for _, e := range appErrs {
+			if e.Key == "CacheOrder" && !own[e.Error()] && !readsBad(e) {
+				errs = append(errs, e)
 			}
 		}
-		return false
 	}
-	appErrs, ok := configErrors(app.Validate(cfg))
-	if !ok {
-		return parseErr
-	}
-	for _, e := range appErrs {
-		if e.Key == "CacheOrder" && !own[e.Error()] && !readsBad(e) {
-			errs = append(errs, e)
-		}
-	}
-	if cfg.LogLocation != "" && !bad["loglocation"] {
+	if cfg.LogLocation != "" && !bad["LogLocation"] {
 		if le := logLocationError(cfg, nil); le != nil {
 			errs = append(errs, le)
 		}

@@ -125,19 +125,29 @@ const maxFileSize = 1 << 20
 // Load reads the local file at path and parses it with Parse. Messages name
 // the file by path, and the result's Source is path.
 func Load(path string) (Config, error) {
+	data, err := Read(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return Parse(path, data)
+}
+
+// Read returns the bytes of the local file at path, refusing one larger than any
+// server.ini, for ParsePartial.
+func Read(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return Config{}, fmt.Errorf("config: reading %s: %w", path, err)
+		return nil, fmt.Errorf("config: reading %s: %w", path, err)
 	}
 	if len(data) > maxFileSize {
-		return Config{}, fmt.Errorf("config: %s is larger than %d bytes: not a server.ini", path, maxFileSize)
+		return nil, fmt.Errorf("config: %s is larger than %d bytes: not a server.ini", path, maxFileSize)
 	}
-	return Parse(path, data)
+	return data, nil
 }
 
 // msgMismatch and msgIniFailed mark errors that mean the line index and
@@ -153,12 +163,25 @@ const (
 // the problems Validate finds between keys: the error is a *Error or an
 // errors.Join of several. On error the Config is the zero value.
 func Parse(name string, data []byte) (Config, error) {
+	c, _, err := ParsePartial(name, data)
+	if err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// ParsePartial is Parse that, when the file has problems, also returns the Config of
+// the lines that read (the keys of the others at their defaults) and the names of
+// the keys whose lines did not, so that a caller can check its own rules on the rest
+// and report every problem at once. A problem of the whole file (no line) returns
+// the default Config.
+func ParsePartial(name string, data []byte) (Config, map[string]bool, error) {
 	specs := keySpecs()
 	index := specIndex(specs)
 
 	data, msg := stripBOM(data)
 	if msg != "" {
-		return Config{}, &Error{File: name, Line: 1, Msg: msg}
+		return Default(), nil, &Error{File: name, Line: 1, Msg: msg}
 	}
 
 	// First pass: the line index. Lines that are accepted are handed on to
@@ -219,7 +242,7 @@ func Parse(name string, data []byte) (Config, error) {
 	}, []byte(clean.String()))
 	if err != nil {
 		report(&Error{File: name, Msg: msgIniFailed + err.Error()})
-		return Config{}, joinErrors(errs)
+		return Default(), nil, joinErrors(errs)
 	}
 	sec := f.Section(ini.DefaultSection)
 	// values holds each key's occurrences once: ValueWithShadows copies
@@ -276,9 +299,9 @@ func Parse(name string, data []byte) (Config, error) {
 		}
 		errs = append(errs, c.crossErrors(bad)...)
 		slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
-		return Config{}, joinErrors(errs)
+		return c, bad, joinErrors(errs)
 	}
-	return c, nil
+	return c, nil, nil
 }
 
 // quote is strconv.Quote, named for how messages use it.

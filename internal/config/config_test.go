@@ -483,3 +483,22 @@ func TestErrorString(t *testing.T) {
 		})
 	}
 }
+
+// TestParsePartialKeepsTheLinesThatRead: with bad lines, ParsePartial returns the
+// Config of the others and names the keys of the bad ones; Parse returns none.
+func TestParsePartialKeepsTheLinesThatRead(t *testing.T) {
+	text := "Cores = 3\nRedisTLS = yes\nCacheOrder = memory,redis\nPort = 99999\n"
+	c, bad, err := ParsePartial("server.ini", []byte(text))
+	if len(errorsOf(t, err)) != 2 {
+		t.Fatalf("errors: %v", err)
+	}
+	if c.Cores != 3 || !reflect.DeepEqual(c.CacheOrder, []string{"memory", "redis"}) || c.Port != Default().Port {
+		t.Errorf("partial Config: Cores %d, CacheOrder %v, Port %d", c.Cores, c.CacheOrder, c.Port)
+	}
+	if !reflect.DeepEqual(bad, map[string]bool{"RedisTLS": true, "Port": true}) {
+		t.Errorf("bad keys %v, want RedisTLS and Port", bad)
+	}
+	if full, err := Parse("server.ini", []byte(text)); err == nil || !reflect.DeepEqual(full, Config{}) {
+		t.Errorf("Parse = %+v, %v; want the zero Config and the errors", full, err)
+	}
+}
