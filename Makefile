@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling bench-hit bench-cores bench-server
+.PHONY: build test run bench load fuzz deps lint clean release gameday-ceiling bench-hit bench-cores bench-server fleet-bench
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/calcserver ./cmd/calcserver
@@ -49,6 +49,11 @@ bench-server:
 # rate on gameday's pacer; see BENCHMARKS.md.
 load:
 	go test -run '^$$' -bench 'LoadHit|Outage' -benchtime 1x -count 5 ./cmd/calcserver
+
+# Miss throughput of 1, 2, 4 and 8 calcservers behind nginx against linear, and the
+# shared cache across them (gameday scale), written into BENCHMARKS.md.
+fleet-bench:
+	bash scripts/fleet-bench.sh
 
 # How fast one gameday process goes, next to wrk, against a cache-hit-only calcserver.
 gameday-ceiling:

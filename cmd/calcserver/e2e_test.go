@@ -17,41 +17,21 @@ import (
 	"time"
 
 	"github.com/unicorn-rentals/unicorn/internal/calc"
+	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
 
 // The end-to-end tests build the real binary and talk to it over loopback.
 
-var binOnce struct {
-	sync.Once
-	path string
-	err  error
-}
+var bin svctest.RaceBuild
 
 func binary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "calcserver-e2e-")
-		if err != nil {
-			binOnce.err = err
-			return
-		}
-		binOnce.path = filepath.Join(dir, "calcserver")
-		out, err := exec.Command("go", "build", "-race", "-o", binOnce.path, ".").CombinedOutput()
-		if err != nil {
-			binOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binOnce.err != nil {
-		t.Fatal(binOnce.err)
-	}
-	return binOnce.path
+	return bin.Path(t, "./cmd/calcserver")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binOnce.path != "" {
-		os.RemoveAll(filepath.Dir(binOnce.path))
-	}
+	bin.Remove()
 	os.Exit(code)
 }
 

@@ -19,8 +19,8 @@ import (
 const benchUsage = `Usage: gameday bench [flags]
 
 Runs calcserver once per caching strategy, each against local services it starts
-itself (redis-server, memcached, mariadbd, postgres, mongod from PATH, dynalite, on
-free loopback ports), offers every one the same traffic (same seed, same keys), and
+itself (redis-server, memcached, mariadbd, postgres, mongod from PATH, dynalite,
+nginx, on free loopback ports), offers every one the same traffic (same seed, same keys), and
 writes results.md, results.json and charts into -out. Strategies: %s (mongodb
 only when named: it needs mongod on PATH).
 Exit 0 when every strategy was measured; 1 when one was skipped (the results still
@@ -38,6 +38,7 @@ type benchFlags struct {
 	workMode   string
 	cores      int
 	queueSize  int
+	instances  int
 	keys       int
 	skew       float64
 	unique     float64
@@ -63,6 +64,7 @@ func benchFlagSet(f *benchFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.workMode, "work-mode", "sleep", "the servers' WorkMode: sleep (results independent of this machine's CPU) or burn")
 	fs.IntVar(&f.cores, "cores", 1, "the servers' Cores")
 	fs.IntVar(&f.queueSize, "queue-size", 5, "the servers' QueueSize")
+	fs.IntVar(&f.instances, "instances", bench.DefaultInstances, "calcservers behind nginx in the fleet strategy")
 	fs.IntVar(&f.keys, "keys", gameday.DefaultKeys, "distinct popular keys (Zipf popularity)")
 	fs.Float64Var(&f.skew, "skew", gameday.DefaultSkew, "Zipf exponent of key popularity (> 1)")
 	fs.Float64Var(&f.unique, "unique", 0.02, "fraction 0..1 of never-repeated keys (always misses)")
@@ -112,6 +114,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usage("-cores %d: must be 1..1024", f.cores)
 	case f.queueSize < 0 || f.queueSize > 100000:
 		return usage("-queue-size %d: must be 0..100000", f.queueSize)
+	case f.instances < 1 || f.instances > 64:
+		return usage("-instances %d: must be 1..64", f.instances)
 	case f.seed == 0:
 		return usage("-seed 0: every strategy needs the same keys; pick a seed")
 	case !slices.Contains(bench.ChartFormats, f.charts):
@@ -150,6 +154,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		WorkMode:  f.workMode,
 		Cores:     f.cores,
 		QueueSize: f.queueSize,
+		Instances: f.instances,
 		Log:       stderr,
 	}
 	results, err := bench.Run(ctx, o)

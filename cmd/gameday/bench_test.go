@@ -129,6 +129,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"-work-mode", "spin"}, `-work-mode "spin"`},
 		{[]string{"-seed", "0"}, "-seed 0"},
 		{[]string{"-charts", "gif"}, `-charts "gif"`},
+		{[]string{"-instances", "0"}, "-instances 0: must be 1..64"},
 		{[]string{"-no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestDocsNameEveryFlag keeps the README's gameday sections true: a flag that `run` or
+// TestDocsNameEveryFlag keeps the README's gameday sections true: a flag that `run`, `scale` or
 // `check` defines but its section does not show does not exist for users. The flags are
 // whatever the command prints for -h.
 func TestDocsNameEveryFlag(t *testing.T) {
@@ -16,7 +16,7 @@ func TestDocsNameEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"run", "check"} {
+	for _, cmd := range []string{"run", "check", "scale"} {
 		t.Run("gameday "+cmd, func(t *testing.T) {
 			_, section, ok := strings.Cut(string(readme), "\n### `gameday "+cmd+"`\n")
 			if !ok {

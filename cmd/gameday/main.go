@@ -1,6 +1,7 @@
 // Command gameday scores calcservers as the AWS GameDay scoreboard and the WorldSkills
 // contest checker do: `run` offers load at a constant arrival rate and keeps the score,
-// `check` replays the contest checker, `bench` compares caching strategies. See the
+// `check` replays the contest checker, `bench` compares caching strategies, `scale`
+// measures a fleet behind nginx. See the
 // README's "gameday" section.
 package main
 
@@ -37,6 +38,7 @@ type env struct {
 const usageText = `Usage: gameday run   -target URL [flags]   offer load, verify every answer, keep the score
        gameday check -target URL [flags]   replay the WorldSkills contest checker
        gameday bench [flags]               compare caching strategies on this machine
+       gameday scale [flags]               measure a fleet behind nginx: 1, 2, 4, 8 servers
 
 Run "gameday COMMAND -h" for a command's flags.
 `
@@ -69,6 +71,8 @@ func run(args []string, e env) int {
 		return runCheck(args[1:], e)
 	case "bench":
 		return runBench(e.ctx, args[1:], e.stdout, e.stderr)
+	case "scale":
+		return runScale(e.ctx, args[1:], e.stdout, e.stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usageText)
 		return exitOK

@@ -65,6 +65,10 @@ type Chain struct {
 	closed  bool
 	stop    chan struct{}  // closed by Close: stops probers
 	writers sync.WaitGroup // write workers and probers
+
+	// after is time.After. A prober waits out its back-off with it; tests replace
+	// it (before the first prober starts) to see a prober start, without waiting.
+	after func(time.Duration) <-chan time.Time
 }
 
 // op is a queued write or delete on a shared tier.
@@ -121,7 +125,7 @@ func NewChain(o Options, tiers ...Tier) *Chain {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Chain{o: o, log: log, seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	c := &Chain{o: o, log: log, seed: maphash.MakeSeed(), stop: make(chan struct{}), after: time.After}
 	m := newChainMetrics(o.Registerer)
 	for _, t := range tiers {
 		ct := &tier{Tier: t, backoff: o.BackoffMin}
@@ -142,7 +146,8 @@ func NewChain(o Options, tiers ...Tier) *Chain {
 // Get returns the result for key and the name of the tier that held it, or ErrMiss.
 // A hit in a lower tier is copied into the tiers above it. A shared tier that fails,
 // is bypassed, or holds a corrupt value counts as a miss in that tier; a corrupt value
-// is deleted.
+// is deleted. When every shared tier failed or missed, the local tiers are looked at
+// once more; a local tier looked at twice still counts one hit or one miss.
 func (c *Chain) Get(ctx context.Context, key string) (calc.Result, string, error) {
 	shared := false
 	for i, t := range c.tiers {
@@ -151,6 +156,7 @@ func (c *Chain) Get(ctx context.Context, key string) (calc.Result, string, error
 			shared = shared || !t.Local
 			continue
 		}
+		countLocalMisses(c.tiers[:i], nil)
 		for _, up := range c.tiers[:i] {
 			c.set(up, key, r)
 		}
@@ -164,19 +170,34 @@ func (c *Chain) Get(ctx context.Context, key string) (calc.Result, string, error
 				continue
 			}
 			if r, err := t.Cache.Get(ctx, key); err == nil {
+				t.m.hit.Inc()
+				countLocalMisses(c.tiers, t)
 				return r, t.Name, nil
 			}
 		}
 	}
+	countLocalMisses(c.tiers, nil)
 	return calc.Result{}, "", ErrMiss
 }
 
+// countLocalMisses counts a miss for every local tier of tiers but hit. Get counts a
+// local tier's miss only once the lookup ends, because its second look may still
+// find the answer there: the lookup is then one hit for that tier, not a miss and a
+// hit.
+func countLocalMisses(tiers []*tier, hit *tier) {
+	for _, t := range tiers {
+		if t.Local && t != hit {
+			t.m.miss.Inc()
+		}
+	}
+}
+
+// get looks key up in t. A hit is counted here; a miss of a local tier is counted
+// by Get (see countLocalMisses), one of a shared tier here.
 func (c *Chain) get(ctx context.Context, t *tier, key string) (calc.Result, error) {
 	if t.Local {
 		r, err := t.Cache.Get(ctx, key)
-		if err != nil {
-			t.m.miss.Inc()
-		} else {
+		if err == nil {
 			t.m.hit.Inc()
 		}
 		return r, err
@@ -343,12 +364,10 @@ func (c *Chain) probe(t *tier) {
 		t.mu.Lock()
 		wait := t.backoff
 		t.mu.Unlock()
-		timer := time.NewTimer(wait)
 		select {
 		case <-c.stop:
-			timer.Stop()
 			return
-		case <-timer.C:
+		case <-c.after(wait):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.o.ProbeTimeout)
 		err := c.ping(ctx, t)

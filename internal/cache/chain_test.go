@@ -429,7 +429,11 @@ func TestABackendThatOnlyAnswersPingsBacksOffFurther(t *testing.T) {
 	c := NewChain(Options{Failures: 1, BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond}, Tier{Name: "mysql", Cache: b})
 	closeChain(t, c)
 	var backoffs []time.Duration
+	deadline := time.Now().Add(5 * time.Second)
 	for len(backoffs) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 5s only %d lookups found the backend up (back-offs %v): a probe that succeeds must let it back", len(backoffs), backoffs)
+		}
 		if c.Health()[0].Healthy {
 			_, _, _ = c.Get(context.Background(), "k") // fails: opens the breaker again
 			c.tiers[0].mu.Lock()
@@ -458,16 +462,127 @@ func TestCheckGivesSlowBackendsTheStartupBudget(t *testing.T) {
 	}
 }
 
+// TestAFailureAfterCloseStartsNoProber: a backend that fails after Close opens the
+// breaker but starts no prober. The test sees every prober the chain starts (its
+// back-off wait goes through c.after, which here returns at once instead of after
+// the back-off), and the second Close waits for every goroutine the chain started,
+// so nothing is left to chance or to a sleep.
 func TestAFailureAfterCloseStartsNoProber(t *testing.T) {
 	shared := newFake()
 	shared.setDown(true)
 	c := NewChain(Options{Failures: 1}, Tier{Name: "x", Cache: shared})
+	var waits atomic.Int64
+	c.after = func(time.Duration) <-chan time.Time {
+		waits.Add(1)
+		now := make(chan time.Time, 1)
+		now <- time.Now()
+		return now
+	}
 	if err := c.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, _, _ = c.Get(context.Background(), "k")
-	time.Sleep(50 * time.Millisecond)
+	if _, _, err := c.Get(context.Background(), "k"); !errors.Is(err, ErrMiss) {
+		t.Fatalf("Get on a closed chain over a dead backend: %v, want ErrMiss", err)
+	}
+	if h := c.Health(); h[0].Healthy {
+		t.Fatalf("the failure after Close did not open the breaker: %+v", h)
+	}
+	// A prober that ignores Close keeps pinging the dead backend: this Close
+	// then runs out of time.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("a prober started after Close is still running: second Close: %v", err)
+	}
+	if n := waits.Load(); n != 0 {
+		t.Fatalf("a closed chain started a prober: %d back-off waits", n)
+	}
 	if n := shared.pings.Load(); n != 0 {
 		t.Fatalf("a closed chain probed %d times", n)
+	}
+}
+
+// TestALookupLooksAgainInTheMemoryTierAfterTheSharedTiers: while a lookup waits on a
+// shared tier, a job stores the answer in the memory tier; when the shared tier then
+// fails or misses, Get looks at the memory tier once more and returns that answer,
+// so the caller does not run a second job. The memory tier counts that lookup as one
+// hit, not also as the miss of its first look.
+func TestALookupLooksAgainInTheMemoryTierAfterTheSharedTiers(t *testing.T) {
+	for name, down := range map[string]bool{"the shared tier fails": true, "the shared tier misses": false} {
+		t.Run(name, func(t *testing.T) {
+			mem := NewMemory(10, 0)
+			t.Cleanup(mem.Close)
+			shared := newFake()
+			shared.setDown(down)
+			shared.gate = make(chan struct{})
+			c := NewChain(Options{Timeout: 5 * time.Second, Failures: 1000},
+				Tier{Name: "memory", Cache: mem, Local: true}, Tier{Name: "shared", Cache: shared})
+			closeChain(t, c)
+			type answer struct {
+				r    calc.Result
+				tier string
+				err  error
+			}
+			got := make(chan answer, 1)
+			go func() {
+				r, tier, err := c.Get(context.Background(), "k")
+				got <- answer{r, tier, err}
+			}()
+			eventually(t, "the lookup reaching the shared tier", func() bool { return shared.gets.Load() == 1 })
+			want := calc.Sum(1, []byte("k"))
+			if err := mem.Set(context.Background(), "k", want); err != nil {
+				t.Fatal(err)
+			}
+			close(shared.gate)
+			a := <-got
+			if a.err != nil || a.r != want || a.tier != "memory" {
+				t.Fatalf("Get = %x, %q, %v; want the answer the memory tier got meanwhile, from \"memory\"", a.r, a.tier, a.err)
+			}
+			if hit, miss := testutil.ToFloat64(c.tiers[0].m.hit), testutil.ToFloat64(c.tiers[0].m.miss); hit != 1 || miss != 0 {
+				t.Fatalf("memory tier counted hit=%v miss=%v for a lookup its second look answered, want hit=1 miss=0", hit, miss)
+			}
+		})
+	}
+}
+
+// TestAMemoryTierCountsEachLookupOnce: whatever the shared tier does, a lookup counts
+// one hit or one miss in the memory tier, even when the memory tier was looked at
+// twice.
+func TestAMemoryTierCountsEachLookupOnce(t *testing.T) {
+	want := calc.Sum(1, []byte("k"))
+	cases := map[string]struct {
+		inMemory, inShared, down bool
+		from                     string // the tier that answers; "" for a miss
+		hit, miss                float64
+	}{
+		"a memory hit is one hit":                                       {inMemory: true, from: "memory", hit: 1},
+		"a shared hit is one memory miss":                               {inShared: true, from: "shared", miss: 1},
+		"a miss everywhere is one memory miss, not two":                 {miss: 1},
+		"a failing shared tier and a memory miss are one miss, not two": {down: true, miss: 1},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			mem := NewMemory(10, 0)
+			t.Cleanup(mem.Close)
+			shared := newFake()
+			if tc.inShared {
+				shared.put("k", EncodeValue(1, "k", want))
+			}
+			shared.setDown(tc.down)
+			c := NewChain(Options{Timeout: 5 * time.Second, Failures: 1000},
+				Tier{Name: "memory", Cache: mem, Local: true}, Tier{Name: "shared", Cache: shared})
+			closeChain(t, c)
+			if tc.inMemory {
+				if err := mem.Set(context.Background(), "k", want); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, from, _ := c.Get(context.Background(), "k"); from != tc.from {
+				t.Fatalf("Get answered from %q, want %q", from, tc.from)
+			}
+			if hit, miss := testutil.ToFloat64(c.tiers[0].m.hit), testutil.ToFloat64(c.tiers[0].m.miss); hit != tc.hit || miss != tc.miss {
+				t.Fatalf("memory tier counted hit=%v miss=%v, want hit=%v miss=%v", hit, miss, tc.hit, tc.miss)
+			}
+		})
 	}
 }

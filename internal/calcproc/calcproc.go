@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +53,24 @@ func Start(ctx context.Context, bin, dir, ini string) (*Proc, error) {
 // StartEnv is Start with env, "KEY=value" entries, added to the server's environment
 // (this process's); an entry overrides a variable of the same name.
 func StartEnv(ctx context.Context, bin, dir, ini string, env []string) (*Proc, error) {
+	return start(ctx, bin, dir, ini, 0, env)
+}
+
+// StartPort is StartEnv on a fixed port instead of any free one: a balancer's
+// upstream list names it, so a restarted server must take its predecessor's place.
+// When another process holds the port, the error wraps ErrPortInUse, so the caller
+// can pick another port or, after a restart, try again a moment later.
+func StartPort(ctx context.Context, bin, dir, ini string, port int, env []string) (*Proc, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("calcproc: port %d is not 1..65535", port)
+	}
+	return start(ctx, bin, dir, ini, port, env)
+}
+
+// ErrPortInUse marks a start that failed because another process holds the port.
+var ErrPortInUse = errors.New("calcproc: port in use")
+
+func start(ctx context.Context, bin, dir, ini string, port int, env []string) (*Proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("calcserver directory: %w", err)
 	}
@@ -60,7 +79,7 @@ func StartEnv(ctx context.Context, bin, dir, ini string, env []string) (*Proc, e
 		return nil, fmt.Errorf("remove the previous log: %w", err)
 	}
 	cfg := filepath.Join(dir, "server.ini")
-	text := fmt.Sprintf("Port = 0\nLogLocation = %q\n%s\n", log, ini)
+	text := fmt.Sprintf("Port = %d\nLogLocation = %q\n%s\n", port, log, ini)
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", cfg, err)
 	}
@@ -93,7 +112,12 @@ func StartEnv(ctx context.Context, bin, dir, ini string, env []string) (*Proc, e
 		}
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("%s -config %s exited before it started: %v\n%s%s", bin, cfg, p.err, p.out, lastLines(b, 5))
+			b, _ = os.ReadFile(log) // what it logged on its way out
+			err := fmt.Errorf("%s -config %s exited before it started: %v\n%s%s", bin, cfg, p.err, p.out, lastLines(b, 5))
+			if port != 0 && (strings.Contains(p.out.String(), "address already in use") || bytes.Contains(b, []byte("address already in use"))) {
+				err = fmt.Errorf("%w: %w", ErrPortInUse, err)
+			}
+			return nil, err
 		case <-ctx.Done():
 			_ = p.Stop(0)
 			return nil, ctx.Err()
@@ -124,6 +148,21 @@ func (p *Proc) Alive() error {
 	default:
 		return nil
 	}
+}
+
+// Kill sends SIGKILL and waits for the server to be gone, as a crash or a lost machine
+// would end it: no drain, connections cut. Killing a server that has exited is a no-op.
+func (p *Proc) Kill() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("calcserver (pid %d): SIGKILL: %w", p.Pid(), err)
+	}
+	<-p.done // bounded: the process is gone and WaitDelay caps the copying of its output
+	return nil
 }
 
 // Stop sends SIGTERM and waits for the server to exit; if it has not within grace, Stop

@@ -1,8 +1,11 @@
 package calcproc
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +40,32 @@ func TestStart(t *testing.T) {
 		}
 		if filepath.Base(p.Log()) != LogName {
 			t.Errorf("log %s, want %s", p.Log(), LogName)
+		}
+	})
+
+	t.Run("StartPort listens on the port asked for, a taken port is ErrPortInUse, and Kill ends the server", func(t *testing.T) {
+		held, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := held.Addr().(*net.TCPAddr).Port
+		_, err = StartPort(t.Context(), bin, t.TempDir(), "WorkMode = sleep", port, nil)
+		if !errors.Is(err, ErrPortInUse) {
+			t.Fatalf("StartPort on a held port: %v, want ErrPortInUse", err)
+		}
+		held.Close()
+		p, err := StartPort(t.Context(), bin, t.TempDir(), "WorkMode = sleep", port, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "127.0.0.1:" + strconv.Itoa(port); p.Addr() != want {
+			t.Errorf("Addr %s, want %s", p.Addr(), want)
+		}
+		if err := p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if p.Alive() == nil {
+			t.Error("Alive after Kill reports nil")
 		}
 	})
 

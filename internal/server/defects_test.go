@@ -191,10 +191,7 @@ func TestQueueFullCarriesXServedBy(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); f.do(t, "GET", "/calc?input=busy") }()
 	defer func() { <-done }()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.srv.q.Stats().Busy == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	f.waitBusy(t)
 	resp, body := f.do(t, "GET", "/calc?input=other")
 	if resp.StatusCode != 503 || resp.Header.Get("X-Served-By") != "test-host" || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("queue full: %d X-Served-By %q %s", resp.StatusCode, resp.Header.Get("X-Served-By"), body)

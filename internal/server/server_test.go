@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,9 @@ import (
 )
 
 var tokenRE = regexp.MustCompile(`^ey[0-9A-Za-z]{230,280}$`)
+
+// jobCountRE finds the /metrics line that counts finished jobs.
+var jobCountRE = regexp.MustCompile(`(?m)^calcserver_job_duration_seconds_count .*$`)
 
 type fixture struct {
 	srv *Server
@@ -73,6 +78,19 @@ func (f *fixture) do(t *testing.T, method, path string) (*http.Response, string)
 		t.Errorf("%s %s: reading the body: %v", method, path, err)
 	}
 	return resp, string(b)
+}
+
+// waitBusy waits until a job holds a core of f's queue; it fails t if none does
+// within 5 s.
+func (f *fixture) waitBusy(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for st := f.srv.q.Stats(); st.Busy == 0; st = f.srv.q.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no job held a core within 5s: queue %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestCalcAnswersTheContract(t *testing.T) {
@@ -178,15 +196,84 @@ func TestErrorsAreJSONAndNeverCached(t *testing.T) {
 			}
 		})
 	}
-	if f.srv.q.Stats().Busy != 0 || f.srv.misses.Load() != 0 {
-		t.Fatal("a refused request reached the queue")
+	// No refusal started a job. Drain returns once every job the queue took has
+	// finished, so even a job that nobody waited for is in the count by now.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := f.srv.q.Drain(ctx); err != nil {
+		t.Fatalf("a job was still running 5s after the refusals: %v", err)
+	}
+	_, metrics := f.do(t, "GET", "/metrics")
+	if jobs := jobCountRE.FindString(metrics); jobs != "calcserver_job_duration_seconds_count 0" {
+		t.Fatalf("a refused request started a job: %q, want 0 jobs", jobs)
 	}
 	// The denied key was not stored either.
 	if _, _, err := f.srv.cache.Get(t.Context(), "xH@XX0RR333DDDx"); err == nil {
 		t.Fatal("a denied key was stored")
 	}
-	if !strings.Contains(f.log.String(), "H@XX0RR333DDDx") || strings.Contains(f.log.String(), "%zz\"") == false {
-		t.Log(f.log.String())
+	// Every refusal has its access line, with the escaped path, the status and,
+	// for a denied key, the key.
+	lines := accessLines(f.log.String())
+	for name, c := range cases {
+		var key string
+		if c.code == 403 {
+			key, _ = inputKey(c.path[len("/calc?"):])
+		}
+		found := 0
+		for _, l := range lines {
+			if l["method"] == c.method && l["path"] == logging.EscapeURI(c.path) {
+				found++
+				if l["status"] != fmt.Sprint(c.code) || (c.code == 403 && l["key"] != logging.EscapeKey(key)) {
+					t.Errorf("%s: access line has status=%s key=%q, want %d and %q", name, l["status"], l["key"], c.code, key)
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s: %d access lines for %s %s, want 1; the log:\n%s", name, found, c.method, c.path, f.log.String())
+		}
+	}
+}
+
+// accessLines parses the logfmt access lines of log into their fields, unquoted.
+// The access log writes no space inside a value (it escapes them), so a space
+// always separates fields.
+func accessLines(log string) []map[string]string {
+	var lines []map[string]string
+	for line := range strings.Lines(log) {
+		fields := map[string]string{}
+		for kv := range strings.FieldsSeq(line) {
+			k, v, _ := strings.Cut(kv, "=")
+			if u, err := strconv.Unquote(v); err == nil {
+				v = u
+			}
+			fields[k] = v
+		}
+		if fields["msg"] == "access" {
+			lines = append(lines, fields)
+		}
+	}
+	return lines
+}
+
+// TestDenyPatternIsCaseSensitive: a pattern matches the key, or its base64
+// decoding, only with the same case (calcserver purge -match matches the same way).
+func TestDenyPatternIsCaseSensitive(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.DenyPattern = []string{"hack"}
+		o.Queue.WorkTime = time.Millisecond
+	})
+	cases := map[string]int{
+		"hack":     403,
+		"xhackx":   403,
+		"aGFjaw==": 403, // base64 of "hack"
+		"HACK":     200,
+		"Hack":     200,
+		"SEFDSw==": 200, // base64 of "HACK"
+	}
+	for key, code := range cases {
+		if resp, body := f.do(t, "GET", "/calc?input="+url.QueryEscape(key)); resp.StatusCode != code {
+			t.Errorf("DenyPattern hack, key %q: status %d, want %d (%s)", key, resp.StatusCode, code, body)
+		}
 	}
 }
 
@@ -326,16 +413,19 @@ func TestDrainRefusesNewMissesServesHitsAndFinishesJobs(t *testing.T) {
 		resp, _ := f.do(t, "GET", "/calc?input=slow")
 		inflight <- resp.StatusCode
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.srv.q.Stats().Busy == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	f.waitBusy(t)
 	drained := make(chan error, 1)
 	go func() { drained <- f.srv.q.Drain(t.Context()) }()
-	for time.Now().Before(deadline) {
-		resp, _ := f.do(t, "GET", "/calc?input=brand-new")
+	// Until Drain has begun, a new miss is served (after a wait in line): each try
+	// asks for a key of its own, so that no earlier try's answer is a hit.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		resp, _ := f.do(t, "GET", fmt.Sprintf("/calc?input=brand-new-%d", i))
 		if resp.StatusCode == 503 {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new miss was refused 503 within 5s of Drain; the last (try %d) got %d, queue %+v", i, resp.StatusCode, f.srv.q.Stats())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -502,19 +592,7 @@ func TestRequestsRefusedBeforeAHandlerAreCounted(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	addr := fmt.Sprintf("127.0.0.1:%d", s.Port())
-	send := func(raw string) string {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, raw); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(c)
-		return string(b)
-	}
+	send := func(raw string) string { return exchange(t, addr, raw) }
 	if got := send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.Contains(got, Homepage) {
 		t.Fatalf("good request: %q", got)
 	}
@@ -540,6 +618,63 @@ func TestRequestsRefusedBeforeAHandlerAreCounted(t *testing.T) {
 			t.Fatalf("refused counter:\n%s", grepLines(string(b), "refused"))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// exchange sends raw on a new connection to addr and returns everything the server
+// answers until it closes the connection.
+func exchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatalf("write to %s: %v", addr, err)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read from %s after %q: %v", addr, raw[:min(len(raw), 40)], err)
+	}
+	return string(b)
+}
+
+// TestRefusalsOfTheHTTPLayerArePlainText: what net/http refuses before any handler
+// runs is answered in net/http's own plain text, not the contract's JSON, and
+// without X-Served-By (the README says so).
+func TestRefusalsOfTheHTTPLayerArePlainText(t *testing.T) {
+	s := New(Options{Queue: queue.Options{WorkTime: time.Millisecond, Mode: queue.Sleep}, Host: "test-host"})
+	if err := s.Open("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", s.Port())
+	cases := map[string]struct{ raw, status, body string }{
+		"headers over the limit are 431": {
+			"GET /calc?input=testing HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n",
+			"431 Request Header Fields Too Large", "431 Request Header Fields Too Large",
+		},
+		"HTTP/2.0 in the request line is 505": {
+			"GET /calc?input=testing HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n",
+			"505 HTTP Version Not Supported: unsupported protocol version",
+			"505 HTTP Version Not Supported: unsupported protocol version",
+		},
+		"a garbage request line is 400": {"GARBAGE\r\n\r\n", "400 Bad Request", "400 Bad Request"},
+		"HTTP/1.1 without Host is 400": {
+			"GET /calc?input=testing HTTP/1.1\r\nConnection: close\r\n\r\n",
+			"400 Bad Request: missing required Host header", "400 Bad Request: missing required Host header",
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := exchange(t, addr, c.raw)
+			want := "HTTP/1.1 " + c.status + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" + c.body
+			if got != want {
+				t.Fatalf("answer\n%q\nwant net/http's plain text\n%q", got, want)
+			}
+		})
 	}
 }
 
@@ -616,16 +751,14 @@ func TestAClientThatLeavesTheLineIsLoggedAs499NotCountedAsRejected(t *testing.T)
 		}
 	}()
 	t.Cleanup(func() { <-busy })
-	deadline := time.Now().Add(5 * time.Second)
-	for f.srv.q.Stats().Busy == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	f.waitBusy(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", f.ts.URL+"/calc?input=impatient", nil)
 	if _, err := f.ts.Client().Do(req); err == nil {
 		t.Fatal("the impatient request was answered")
 	}
+	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(f.log.String(), "key=impatient status=499") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no 499 access line:\n%s", f.log.String())

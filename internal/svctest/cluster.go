@@ -114,15 +114,26 @@ func (c *Cluster) waitOK() error {
 
 func (c *Cluster) allOK(ctx context.Context) error {
 	for _, p := range c.Nodes {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		info, err := redisDo(pctx, p.Addr, "CLUSTER", "INFO")
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.Addr, err)
+		if err := clusterOK(ctx, p.Addr); err != nil {
+			return err
 		}
-		if state := infoField(info, "cluster_state"); state != "ok" {
-			return fmt.Errorf("%s: cluster_state:%s", p.Addr, state)
-		}
+	}
+	return nil
+}
+
+// clusterOK asks the node at addr for CLUSTER INFO, within probeTimeout, and
+// reports an error unless it says cluster_state:ok.
+func clusterOK(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	rdb := redisClient(addr, nil)
+	defer rdb.Close()
+	info, err := rdb.ClusterInfo(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("CLUSTER INFO on %s: %w", addr, err)
+	}
+	if state := infoField(info, "cluster_state"); state != "ok" {
+		return fmt.Errorf("%s: cluster_state:%s", addr, state)
 	}
 	return nil
 }

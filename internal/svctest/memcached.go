@@ -1,13 +1,15 @@
 package svctest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
+	"net"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
 )
 
 // StartMemcached starts memcached on a free loopback TCP port (UDP off, 64 MB of memory)
@@ -41,41 +43,55 @@ func StartMemcached(dir string) (*Proc, error) {
 // probeMemcached checks that the server answers "version" and that its stats report the
 // given pid.
 func probeMemcached(ctx context.Context, addr string, pid int) error {
-	c, err := deadlineConn(ctx, addr)
+	mc := memcache.New(addr)
+	defer mc.Close()
+	// Every connection gomemcache dials ends its pending I/O when ctx ends, and its
+	// socket timeout is at most what is left of ctx.
+	mc.DialContext = func(_ context.Context, _, _ string) (net.Conn, error) { return deadlineConn(ctx, addr) }
+	mc.Timeout = probeTimeout
+	if d, ok := ctx.Deadline(); ok {
+		mc.Timeout = max(time.Until(d), time.Millisecond)
+	}
+	if err := mc.Ping(); err != nil {
+		return fmt.Errorf("version to %s: %w", addr, err)
+	}
+	got, err := memcachedPID(ctx, addr)
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	if _, err := io.WriteString(c, "version\r\n"); err != nil {
-		return err
-	}
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "VERSION ") {
-		return fmt.Errorf("version answered %q", line)
-	}
-	if _, err := io.WriteString(c, "stats\r\n"); err != nil {
-		return err
-	}
-	got := ""
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		line = strings.TrimSuffix(line, "\r\n")
-		if line == "END" {
-			break
-		}
-		if v, ok := strings.CutPrefix(line, "STAT pid "); ok {
-			got = v
-		}
 	}
 	if got != strconv.Itoa(pid) {
 		return fmt.Errorf("%s is served by process %q, not %d", addr, got, pid)
 	}
 	return nil
+}
+
+// memcachedPID returns the pid the stats of the memcached at addr report. gomemcache
+// has no stats command (nor a way to send a command of one's own), so this one
+// exchange is sent directly, with net/textproto framing the lines: "stats", then
+// "STAT <name> <value>" lines up to "END".
+func memcachedPID(ctx context.Context, addr string) (string, error) {
+	c, err := deadlineConn(ctx, addr)
+	if err != nil {
+		return "", fmt.Errorf("stats from %s: %w", addr, err)
+	}
+	defer c.Close()
+	tc := textproto.NewConn(c)
+	if err := tc.PrintfLine("stats"); err != nil {
+		return "", fmt.Errorf("stats to %s: %w", addr, err)
+	}
+	pid := ""
+	for {
+		line, err := tc.ReadLine()
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("stats from %s: %w", addr, err)
+		case line == "END":
+			return pid, nil
+		case !strings.HasPrefix(line, "STAT "):
+			return "", fmt.Errorf("stats from %s: unexpected line %q", addr, line)
+		}
+		if v, ok := strings.CutPrefix(line, "STAT pid "); ok {
+			pid = v
+		}
+	}
 }

@@ -1,14 +1,16 @@
 package svctest
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // StartRedis starts redis-server on a free loopback port with its working directory in
@@ -50,68 +52,58 @@ func startRedis(dir string, pickPort func() (int, error), extraArgs []string) (*
 
 // probeRedis checks that the server answers PING and is the process with the given pid.
 func probeRedis(ctx context.Context, addr string, pid int) error {
-	if reply, err := redisDo(ctx, addr, "PING"); err != nil {
-		return err
-	} else if reply != "PONG" {
-		return fmt.Errorf("PING answered %q", reply)
-	}
-	info, err := redisDo(ctx, addr, "INFO", "server")
+	// The connection is dialled here, not by go-redis, which logs every dial that
+	// fails: a server still starting refuses a few, and they are no news. Its
+	// pending I/O ends when ctx does.
+	c, err := deadlineConn(ctx, addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("dial %s: %w", addr, err)
 	}
-	if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
-		return fmt.Errorf("%s is served by process %s, not %d", addr, got, pid)
+	defer c.Close() // in case go-redis never took it
+	rdb := redisClient(addr, c)
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("PING %s: %w", addr, err)
+	}
+	info, err := rdb.InfoMap(ctx, "server").Result()
+	if err != nil {
+		return fmt.Errorf("INFO server on %s: %w", addr, err)
+	}
+	if got := info["Server"]["process_id"]; got != strconv.Itoa(pid) {
+		return fmt.Errorf("%s is served by process %q, not %d", addr, got, pid)
 	}
 	return nil
 }
 
-// redisDo sends one command over a new connection and returns the reply as a string. It
-// speaks just enough RESP for readiness and cluster checks (simple strings, errors,
-// integers and bulk strings), which keeps the package free of a client dependency.
-func redisDo(ctx context.Context, addr string, args ...string) (string, error) {
-	c, err := deadlineConn(ctx, addr)
-	if err != nil {
-		return "", err
+// redisClient returns a client for a few commands to the one server at addr: one
+// connection, no retries (a probe is polled), and every read and write bounded by
+// the context of its command. If conn is not nil, it is that connection, and the
+// client dials no other. Close the client after use.
+func redisClient(addr string, conn net.Conn) *redis.Client {
+	o := &redis.Options{
+		Addr:                  addr,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              1,
+		ContextTimeoutEnabled: true,
+		// A probe for Redis Enterprise's maintenance notifications would cost a
+		// round trip on every connection; redis-server has none.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	defer c.Close()
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		return "", err
-	}
-	r := bufio.NewReader(c)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return "", errors.New("empty RESP reply")
-	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", fmt.Errorf("redis error: %s", line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", fmt.Errorf("bad bulk reply %q", line)
+	if conn != nil {
+		var dialled atomic.Bool
+		o.Dialer = func(context.Context, string, string) (net.Conn, error) {
+			if dialled.Swap(true) {
+				return nil, fmt.Errorf("svctest: %s: the connection of this client is gone", addr)
+			}
+			return conn, nil
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	default:
-		return "", fmt.Errorf("unsupported RESP reply %q", line)
 	}
+	return redis.NewClient(o)
 }
 
-// infoField returns the value of a "name:value" line of an INFO or CLUSTER INFO reply.
+// infoField returns the value of a "name:value" line of a CLUSTER INFO reply, which
+// go-redis returns as the server's text.
 func infoField(info, name string) string {
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {

@@ -1,12 +1,10 @@
 package svctest
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -129,17 +128,15 @@ func TestRedisClusterServesKeysOnEveryNode(t *testing.T) {
 		}
 	}
 	for _, addr := range c.Addrs {
-		info, err := redisDo(ctx, addr, "CLUSTER", "INFO")
-		if err != nil {
-			t.Fatalf("CLUSTER INFO on %s: %v", addr, err)
-		}
-		if state := infoField(info, "cluster_state"); state != "ok" {
-			t.Errorf("%s: cluster_state:%s, want ok", addr, state)
+		if err := clusterOK(ctx, addr); err != nil {
+			t.Error(err)
 		}
 		// With keys spread by slot, every master should hold some of the 100.
-		n, err := redisDo(ctx, addr, "DBSIZE")
-		if err != nil || n == "0" {
-			t.Errorf("%s: DBSIZE = %q, %v; want some keys", addr, n, err)
+		node := redisClient(addr, nil)
+		n, err := node.DBSize(ctx).Result()
+		node.Close()
+		if err != nil || n == 0 {
+			t.Errorf("%s: DBSIZE = %d, %v; want some keys", addr, n, err)
 		}
 	}
 }
@@ -195,18 +192,20 @@ func TestStopAndKillAreIdempotent(t *testing.T) {
 func TestRestartOfRunningProcStartsAFreshProcess(t *testing.T) {
 	t.Parallel()
 	p := Redis(t)
-	ctx := context.Background()
-	before, err := redisDo(ctx, p.Addr, "INFO", "server")
-	if err != nil {
-		t.Fatal(err)
+	pid := func() string {
+		t.Helper()
+		rdb := redisClient(p.Addr, nil)
+		defer rdb.Close()
+		info, err := rdb.InfoMap(context.Background(), "server").Result()
+		if err != nil || info["Server"]["process_id"] == "" {
+			t.Fatalf("INFO server on %s: %v, process_id %q", p.Addr, err, info["Server"]["process_id"])
+		}
+		return info["Server"]["process_id"]
 	}
+	before := pid()
 	restart(t, p, p.Port)
-	after, err := redisDo(ctx, p.Addr, "INFO", "server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, b := infoField(before, "process_id"), infoField(after, "process_id"); a == b {
-		t.Fatalf("process_id %s unchanged by Restart", a)
+	if after := pid(); after == before {
+		t.Fatalf("process_id %s unchanged by Restart", after)
 	}
 }
 
@@ -261,7 +260,16 @@ func TestProbeRejectsAServerOfAnotherProcess(t *testing.T) {
 	if err := probeMemcached(ctx, m.Addr, 1); err == nil {
 		t.Error("probeMemcached accepted a memcached that is not pid 1")
 	}
+	if err := probeRedis(ctx, r.Addr, pidOf(r)); err != nil {
+		t.Errorf("probeRedis rejected the redis-server it started: %v", err)
+	}
+	if err := probeMemcached(ctx, m.Addr, pidOf(m)); err != nil {
+		t.Errorf("probeMemcached rejected the memcached it started: %v", err)
+	}
 }
+
+// pidOf returns the pid of p's latest start.
+func pidOf(p *Proc) int { return p.current().cmd.Process.Pid }
 
 func TestDSNIsOnlyForMariaDB(t *testing.T) {
 	t.Parallel()
@@ -325,25 +333,22 @@ func restart(t *testing.T, p *Proc, port int) {
 	}
 }
 
-// mcSetGet stores key=value with the memcached text protocol and reads it back.
+// mcSetGet stores key=value in the memcached at addr and reads it back.
 func mcSetGet(t *testing.T, addr, key, value string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatalf("dial memcached: %v", err)
+	mc := memcache.New(addr)
+	defer mc.Close()
+	mc.Timeout = 5 * time.Second
+	if err := mc.Set(&memcache.Item{Key: key, Value: []byte(value)}); err != nil {
+		t.Fatalf("memcached %s: set %s: %v", addr, key, err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	fmt.Fprintf(c, "set %s 0 0 %d\r\n%s\r\n", key, len(value), value)
-	if line, err := r.ReadString('\n'); err != nil || line != "STORED\r\n" {
-		t.Fatalf("set answered %q, %v", line, err)
-	}
-	fmt.Fprintf(c, "get %s\r\n", key)
-	want := fmt.Sprintf("VALUE %s 0 %d\r\n%s\r\nEND\r\n", key, len(value), value)
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
-		t.Fatalf("get answered %q, %v; want %q", got, err, want)
+	it, err := mc.Get(key)
+	if err != nil || string(it.Value) != value {
+		var got []byte
+		if it != nil {
+			got = it.Value
+		}
+		t.Fatalf("memcached %s: get %s = %q, %v; want %q", addr, key, got, err, value)
 	}
 }
 
@@ -471,4 +476,53 @@ func pgConnect(t *testing.T, ctx context.Context, p *Proc) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// TestProbesEndWithTheirContext: a server that accepts connections but never answers
+// (a stranger on the port, or a hung process) cannot hold a probe past its context.
+func TestProbesEndWithTheirContext(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered, until the listener closes
+		}
+	}()
+	probes := map[string]func(context.Context, string, int) error{"redis": probeRedis, "memcached": probeMemcached}
+	for name, probe := range probes {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := probe(ctx, l.Addr().String(), os.Getpid())
+		cancel()
+		if err == nil {
+			t.Errorf("%s probe accepted a server that never answers", name)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s probe took %v against a 200ms context", name, d)
+		}
+	}
+}
+
+// TestProbesRejectTheOtherService: each probe fails, with an error naming the
+// address, against a server that speaks the other protocol.
+func TestProbesRejectTheOtherService(t *testing.T) {
+	t.Parallel()
+	r := Redis(t)
+	m := Memcached(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := probeRedis(ctx, m.Addr, pidOf(m)); err == nil || !strings.Contains(err.Error(), m.Addr) {
+		t.Errorf("probeRedis against memcached: %v, want an error naming %s", err, m.Addr)
+	}
+	if err := probeMemcached(ctx, r.Addr, pidOf(r)); err == nil || !strings.Contains(err.Error(), r.Addr) {
+		t.Errorf("probeMemcached against redis-server: %v, want an error naming %s", err, r.Addr)
+	}
 }

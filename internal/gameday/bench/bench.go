@@ -35,6 +35,7 @@ type strategy struct {
 	memory   bool     // the in-process memory tier (MemoryCacheSize)
 	services []string // services to start, in order
 	file     bool     // the shared file system tier (FsPath)
+	fleet    bool     // Options.Instances calcservers behind nginx, sharing one Redis
 	optIn    bool     // not in the default run: it needs a program the project does not install
 }
 
@@ -49,6 +50,7 @@ var strategies = []strategy{
 	{name: "dynamodb", services: []string{Dynalite}},
 	{name: "file", file: true},
 	{name: "memory+redis", memory: true, services: []string{Redis}},
+	{name: "fleet", memory: true, fleet: true},
 }
 
 // Strategies lists every strategy name in the order a default bench runs them.
@@ -117,6 +119,10 @@ type Options struct {
 	Cores     int
 	QueueSize int
 
+	// Instances is how many calcservers the fleet strategy runs behind nginx; 0:
+	// DefaultInstances.
+	Instances int
+
 	// Log receives progress and skip reasons (nil: discarded).
 	Log io.Writer
 
@@ -126,6 +132,10 @@ type Options struct {
 	// PATH; without one the strategy is skipped) and StartDynalite.
 	StartService func(service, dir string) (*svctest.Proc, error)
 }
+
+// DefaultInstances is the fleet strategy's number of calcservers when
+// Options.Instances is 0.
+const DefaultInstances = 4
 
 // Status of a strategy's result.
 const (
@@ -213,6 +223,9 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return skip("%v", err)
 	}
+	if s.fleet {
+		return runFleet(ctx, o, r, dir)
+	}
 
 	var ini strings.Builder
 	var env []string // for calcserver's environment
@@ -263,12 +276,17 @@ func runOne(ctx context.Context, o Options, s strategy, dir string) (Result, err
 	}
 	base := "http://" + srv.Addr()
 	fmt.Fprintf(o.Log, "bench: %s: calcserver on %s; offering %.0f requests/s for %v\n", s.name, base, o.Load.Rate, o.Load.Duration)
+	return measure(ctx, o, r, base, func() error { return srv.Stop(stopGrace) })
+}
 
+// measure offers o.Load to base, then calls stop (which stops what serves base) and
+// fills r with the run's figures. Its error is for options gameday.Run refuses.
+func measure(ctx context.Context, o Options, r Result, base string, stop func() error) (Result, error) {
 	load := o.Load
 	load.Targets = []string{base}
 	sum, runErr := gameday.Run(ctx, load, nil)
-	if err := srv.Stop(stopGrace); err != nil {
-		fmt.Fprintf(o.Log, "bench: %s: %v\n", s.name, oneLine(err.Error()))
+	if err := stop(); err != nil {
+		fmt.Fprintf(o.Log, "bench: %s: %v\n", r.Strategy, oneLine(err.Error()))
 	}
 	r.Summary = sum
 	if errors.Is(runErr, gameday.ErrOptions) {

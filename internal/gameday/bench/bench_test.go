@@ -20,7 +20,7 @@ import (
 
 func TestParseStrategies(t *testing.T) {
 	all, err := ParseStrategies("")
-	if err != nil || strings.Join(all, ",") != "none,memory,redis,memcached,mysql,pgsql,dynamodb,file,memory+redis" {
+	if err != nil || strings.Join(all, ",") != "none,memory,redis,memcached,mysql,pgsql,dynamodb,file,memory+redis,fleet" {
 		t.Fatalf("default: %v, %v", all, err)
 	}
 	got, err := ParseStrategies(" redis , memory+redis")
@@ -397,4 +397,52 @@ func (w *logWatch) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// TestFleetStrategy benches none and a fleet of 2 with every key new, so that every
+// request is a job: the fleet, two calcservers behind nginx, computes about twice
+// what one does, answers only correctly, leaves no temporary files, and the table
+// says how many servers the fleet had.
+func TestFleetStrategy(t *testing.T) {
+	bin := calcserverBinary(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var log bytes.Buffer
+	o := Options{
+		Strategies: []string{"none", "fleet"},
+		Calcserver: bin,
+		// 50 ms jobs on 1 core: 20 answers a second per calcserver, offered 80.
+		Load: gameday.Options{Rate: 80, Duration: 3 * time.Second, Unique: 1, Seed: 3,
+			Timeout: 2 * time.Second},
+		WorkTime: 50 * time.Millisecond, WorkMode: "sleep", Cores: 1, QueueSize: 2,
+		Instances: 2,
+		Log:       &log,
+	}
+	results, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 {
+		t.Fatalf("%d results: %+v", len(results), results)
+	}
+	none, fl := results[0], results[1]
+	for _, r := range results {
+		if r.Status != StatusOK || r.Wrong != 0 || r.Timeouts != 0 || r.Correct == 0 {
+			t.Errorf("%s: %s %s: %d correct, %d wrong, %d timeouts", r.Strategy, r.Status, r.Reason, r.Correct, r.Wrong, r.Timeouts)
+		}
+	}
+	t.Logf("none %.1f correct/s, fleet of 2 %.1f correct/s", none.CorrectPerSec, fl.CorrectPerSec)
+	if ratio := fl.CorrectPerSec / none.CorrectPerSec; ratio < 1.6 || ratio > 2.4 {
+		t.Errorf("fleet of 2: %.1f correct/s, %.2f× none's %.1f; want about 2×", fl.CorrectPerSec, ratio, none.CorrectPerSec)
+	}
+	if !strings.Contains(log.String(), "bench: fleet: nginx on http://127.0.0.1:") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	md := Markdown(o, results, nil, 0)
+	if !strings.Contains(md, "(`fleet`: 2 of them behind nginx)") {
+		t.Errorf("results.md:\n%s", md)
+	}
 }

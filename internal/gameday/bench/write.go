@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -66,8 +67,16 @@ const TableHeader = "| strategy | correct/s | wrong | errors | timeouts | p50 (m
 func Markdown(o Options, results []Result, charts []string, took time.Duration) string {
 	var b strings.Builder
 	b.WriteString("# gameday bench\n\n")
-	fmt.Fprintf(&b, "Each strategy: one calcserver with `Cores = %d`, `QueueSize = %d`, `WorkTime = %v`, `WorkMode = %s`; ",
+	fmt.Fprintf(&b, "Each strategy: one calcserver with `Cores = %d`, `QueueSize = %d`, `WorkTime = %v`, `WorkMode = %s`",
 		o.Cores, o.QueueSize, o.WorkTime, o.WorkMode)
+	if slices.ContainsFunc(results, func(r Result) bool { s, _ := lookup(r.Strategy); return s.fleet }) {
+		n := o.Instances
+		if n == 0 {
+			n = DefaultInstances
+		}
+		fmt.Fprintf(&b, " (`fleet`: %d of them behind nginx)", n)
+	}
+	b.WriteString("; ")
 	l := o.Load
 	fmt.Fprintf(&b, "traffic %g requests/s for %v, %d keys (Zipf s = %g), %g%% unique, seed %d, timeout %v.\n",
 		l.Rate, l.Duration, l.Keys, l.Skew, l.Unique*100, l.Seed, l.Timeout)
