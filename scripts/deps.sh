@@ -3,9 +3,10 @@
 # the servers internal/svctest starts (redis-server with redis-cli, memcached,
 # mariadb-server with mariadb-install-db, postgresql with initdb), the AWS CLI the
 # user-data and release tests drive (awscli, as /usr/bin/aws), the busybox the image's
-# health check is run by (busybox-static), nginx (nginx -t of deploy/nginx.conf), curl
-# (the user data asks the instance metadata with it), chromium (the gameday board's page
-# test) and shellcheck; with arguments, those packages instead.
+# health check is run by (busybox-static), nginx (nginx -t of deploy/nginx.conf, and the
+# fleet behind it), curl (the user data asks the instance metadata with it), chromium
+# (the gameday board's page test), shellcheck, and e2fsprogs (chattr: the chaos test
+# makes the file backend's directory read-only, for root too); with arguments, those packages instead.
 #
 # The tests start their own servers on free loopback ports, so this script starts none.
 # Installing a server package may start its default instance on the default port; the
@@ -26,7 +27,7 @@ if [ $# -eq 0 ]; then
 fi
 
 if [ $# -eq 0 ]; then
-	set -- redis-server redis-tools memcached mariadb-server mariadb-client postgresql awscli busybox-static nginx curl chromium shellcheck
+	set -- redis-server redis-tools memcached mariadb-server mariadb-client postgresql awscli busybox-static nginx curl chromium shellcheck e2fsprogs
 fi
 
 # A package that was removed but not purged is still known to dpkg (status "rc"), so

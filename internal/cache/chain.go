@@ -85,6 +85,12 @@ type tier struct {
 	reads  singleflight.Group // lookups in flight, by key
 
 	failures atomic.Int32 // consecutive failures while the breaker is closed
+	// writeFailures counts the writes that failed since the last one that worked:
+	// a backend that still answers lookups but takes no writes (a read-only file
+	// system, a full disk, a replica) keeps its breaker closed, as lookups reset
+	// failures, and Health reports it from this count. lastWriteErr is guarded by mu.
+	writeFailures atomic.Int32
+	lastWriteErr  error
 	// up is false while the breaker is open and the tier bypassed. It is read
 	// without a lock on every operation and changed only with mu held.
 	up atomic.Bool
@@ -307,8 +313,15 @@ func (c *Chain) writeLoop(t *tier, q chan op) {
 		t.m.setTime.Observe(time.Since(start).Seconds())
 		if err != nil {
 			t.m.errors.Inc()
+			t.mu.Lock()
+			t.lastWriteErr = err
+			t.mu.Unlock()
+			t.writeFailures.Add(1)
 			c.failed(t, err)
 			continue
+		}
+		if t.writeFailures.Load() != 0 {
+			t.writeFailures.Store(0)
 		}
 		c.succeeded(t)
 	}
@@ -489,18 +502,25 @@ type Health struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// Health reports every tier's state, in lookup order.
+// Health reports every tier's state, in lookup order. A tier is unhealthy while its
+// breaker is open, and also while its writes fail (Options.Failures of them in a row,
+// with no write that worked since) although it still answers lookups: it then caches
+// no new answer, and its error says so.
 func (c *Chain) Health() []Health {
 	h := make([]Health, len(c.tiers))
 	for i, t := range c.tiers {
 		h[i] = Health{Name: t.Name, Healthy: t.up.Load()}
-		if !h[i].Healthy {
-			t.mu.Lock()
+		t.mu.Lock()
+		switch {
+		case !h[i].Healthy:
 			if t.lastErr != nil {
 				h[i].Error = t.lastErr.Error()
 			}
-			t.mu.Unlock()
+		case int(t.writeFailures.Load()) >= c.o.Failures && t.lastWriteErr != nil:
+			h[i].Healthy = false
+			h[i].Error = "writes failing (lookups still answered): " + t.lastWriteErr.Error()
 		}
+		t.mu.Unlock()
 	}
 	return h
 }

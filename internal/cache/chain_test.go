@@ -18,15 +18,16 @@ import (
 
 // fake is a shared backend whose failures the test controls.
 type fake struct {
-	mu      sync.Mutex
-	data    map[string][]byte
-	down    bool
-	delay   time.Duration
-	gate    chan struct{} // if set, a Get waits for it to close
-	gets    atomic.Int64
-	pings   atomic.Int64
-	deletes atomic.Int64
-	version int
+	mu       sync.Mutex
+	data     map[string][]byte
+	down     bool
+	delay    time.Duration
+	gate     chan struct{} // if set, a Get waits for it to close
+	gets     atomic.Int64
+	pings    atomic.Int64
+	deletes  atomic.Int64
+	version  int
+	readOnly bool // Set fails, Get and Ping work
 }
 
 func newFake() *fake { return &fake{data: map[string][]byte{}, version: 1} }
@@ -80,6 +81,10 @@ func (f *fake) Set(ctx context.Context, key string, r calc.Result) error {
 		return err
 	}
 	f.mu.Lock()
+	if f.readOnly {
+		f.mu.Unlock()
+		return errors.New("fake: read-only file system")
+	}
 	f.data[key] = EncodeValue(f.version, key, r)
 	f.mu.Unlock()
 	return nil
@@ -584,5 +589,69 @@ func TestAMemoryTierCountsEachLookupOnce(t *testing.T) {
 				t.Fatalf("memory tier counted hit=%v miss=%v, want hit=%v miss=%v", hit, miss, tc.hit, tc.miss)
 			}
 		})
+	}
+}
+
+// TestATierThatTakesNoWritesIsUnhealthy: a backend that answers lookups but fails
+// every write (a read-only file system) keeps its breaker closed, so hits go on, but
+// Health reports it once Failures writes in a row failed, and well again after a
+// write works.
+func TestATierThatTakesNoWritesIsUnhealthy(t *testing.T) {
+	shared := newFake()
+	c := NewChain(Options{Failures: 3}, Tier{Name: "file", Cache: shared})
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	ctx := context.Background()
+	want := calc.Sum(1, []byte("old"))
+	shared.put("old", EncodeValue(1, "old", want))
+
+	shared.mu.Lock()
+	shared.readOnly = true
+	shared.mu.Unlock()
+	health := func() Health { return c.Health()[0] }
+	settle := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.Pending() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes still queued after 5s", c.Pending())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Each failed write is followed by a hit, as under load: the hits reset the
+	// breaker's count, so only the write count can tell.
+	write := func(i int) {
+		t.Helper()
+		c.Set(fmt.Sprintf("new-%d", i), calc.Sum(1, []byte("x")))
+		settle()
+		time.Sleep(20 * time.Millisecond) // the worker counts a write after Pending drops
+		if r, _, err := c.Get(ctx, "old"); err != nil || r != want {
+			t.Fatalf("Get after write %d = %x, %v", i, r, err)
+		}
+	}
+	write(0)
+	write(1)
+	if h := health(); !h.Healthy {
+		t.Fatalf("after 2 failed writes (Failures 3): %+v, want healthy still", h)
+	}
+	write(2)
+	if h := health(); h.Healthy || !strings.Contains(h.Error, "writes failing (lookups still answered): fake: read-only file system") {
+		t.Fatalf("after 3 failed writes: %+v, want unhealthy, saying writes fail", h)
+	}
+	// Lookups still reach it: the breaker stayed closed.
+	if r, from, err := c.Get(ctx, "old"); err != nil || r != want || from != "file" {
+		t.Fatalf("Get = %x, %q, %v; want the stored answer from file", r, from, err)
+	}
+	shared.mu.Lock()
+	shared.readOnly = false
+	shared.mu.Unlock()
+	c.Set("new-3", calc.Sum(1, []byte("x")))
+	settle()
+	deadline := time.Now().Add(5 * time.Second)
+	for !health().Healthy {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a write worked: %+v, want healthy", health())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

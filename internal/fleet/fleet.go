@@ -18,8 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,7 +168,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		wg.Go(func() {
 			for attempt := 1; ; attempt++ {
 				pickMu.Lock()
-				port, err := freePort(taken)
+				port, err := svctest.FreePort(taken)
 				if err == nil {
 					taken[port] = true
 				}
@@ -199,7 +197,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 
 	prefix := filepath.Join(o.Dir, "nginx")
 	for attempt := 1; ; attempt++ {
-		port, err := freePort(taken)
+		port, err := svctest.FreePort(taken)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: nginx: %w", err)
 		}
@@ -466,33 +464,4 @@ func waitOK(ctx context.Context, url string, timeout time.Duration, exited <-cha
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
-}
-
-// freePort returns a port nobody listens on, on any interface, from below the
-// kernel's ephemeral range: a port from that range could be given to an outgoing
-// connection (nginx to an instance, a client to nginx) while an instance restarts, and
-// the instance could not bind it again. A port in taken is never returned.
-func freePort(taken map[int]bool) (int, error) {
-	lo, hi := 16384, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil && v > 2048 {
-				hi = v
-				lo = max(1024, v/2)
-			}
-		}
-	}
-	for range 200 {
-		p := lo + rand.IntN(hi-lo)
-		if taken[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p, nil
-	}
-	return 0, fmt.Errorf("no free port found in %d..%d after 200 tries", lo, hi-1)
 }

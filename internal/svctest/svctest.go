@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -365,16 +367,39 @@ func (p *Proc) errorf(r *run, format string, args ...any) error {
 	return fmt.Errorf("svctest: %s (%s, port %d): %w%s", p.Name, p.bin, p.Port, fmt.Errorf(format, args...), out)
 }
 
-// freePort returns a loopback port that was free a moment ago. The kernel hands out a
-// port nobody listens on; another process may still take it before the server binds,
-// which start handles by retrying.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+// freePort returns a loopback port that was free a moment ago (FreePort).
+func freePort() (int, error) { return FreePort(nil) }
+
+// FreePort returns a port nobody listened on a moment ago, on any interface, from
+// below the kernel's ephemeral range (ip_local_port_range): a port from that range can
+// be handed to an outgoing connection while its server is down for a restart, which
+// then cannot bind it again, and a client that dials a down server on such a port can
+// even be connected to itself (the kernel may pick the same port as its local one).
+// Another process may still take the port before the server binds it, which the
+// callers handle by retrying. A port in taken is never returned.
+func FreePort(taken map[int]bool) (int, error) {
+	lo, hi := 16384, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 2048 {
+				hi = v
+				lo = max(1024, v/2)
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range 200 {
+		p := lo + rand.IntN(hi-lo)
+		if taken[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("svctest: no free port found in %d..%d after 200 tries", lo, hi-1)
 }
 
 // lookBin finds a server binary on PATH, falling back to the Debian locations because

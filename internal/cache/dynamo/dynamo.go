@@ -390,20 +390,32 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 // the next probe.
 func (c *Cache) Ping(ctx context.Context) error {
 	if !c.ready.Load() {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.o.Timeout, initBudget))
-		defer cancel()
-		return c.Init(ictx)
+		return c.reinit(ctx)
 	}
-	ctx, cancel := c.op(ctx)
+	octx, cancel := c.op(ctx)
 	defer cancel()
-	out, err := c.client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(c.o.Table)})
+	out, err := c.client.DescribeTable(octx, &dynamodb.DescribeTableInput{TableName: aws.String(c.o.Table)})
 	if err != nil {
-		return c.fail("ping", err)
+		err = c.fail("ping", err)
+		if errors.Is(err, ErrNoTable) {
+			// The table is gone (deleted, or a DynamoDB Local that restarted): look for
+			// it again, and create it where DynamoCreateTable allows, in this probe
+			// rather than the next.
+			return c.reinit(ctx)
+		}
+		return err
 	}
 	if s := out.Table.TableStatus; !usable(s) {
 		return fmt.Errorf("dynamo: ping %s: the table is %s", c.name(), s)
 	}
 	return nil
+}
+
+// reinit runs Init again, with the time a table's creation needs.
+func (c *Cache) reinit(ctx context.Context) error {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.o.Timeout, initBudget))
+	defer cancel()
+	return c.Init(ictx)
 }
 
 // usable reports whether a table in status s serves reads and writes.

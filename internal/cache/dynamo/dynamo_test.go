@@ -604,3 +604,36 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	}
 }
+
+// TestAPingThatFindsTheTableGoneCreatesItAgain: when the table disappears (deleted,
+// or a DynamoDB Local that restarted empty), the first probe that finds it missing
+// creates it again where CreateTable allows, instead of leaving that to the next
+// probe a back-off later; without CreateTable the probe fails, naming the table.
+func TestAPingThatFindsTheTableGoneCreatesItAgain(t *testing.T) {
+	d := withTable(t)
+	c := newCache(t, d, Options{CreateTable: true, Timeout: time.Second})
+	if err := c.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	strict := newCache(t, d, Options{Timeout: time.Second})
+	if err := strict.Init(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	db := raw(d)
+	if _, err := db.DeleteTable(ctxT(t), &dynamodb.DeleteTableInput{TableName: aws.String(table)}); err != nil {
+		t.Fatal(err)
+	}
+	// A deletion takes a moment (the table is DELETING meanwhile).
+	waiter := dynamodb.NewTableNotExistsWaiter(db, func(o *dynamodb.TableNotExistsWaiterOptions) { o.MinDelay = 50 * time.Millisecond })
+	if err := waiter.Wait(ctxT(t), &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := strict.Ping(ctxT(t)); !errors.Is(err, ErrNoTable) {
+		t.Fatalf("Ping without CreateTable after the table went: %v, want ErrNoTable", err)
+	}
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Fatalf("the first Ping after the table went: %v, want the table created again", err)
+	}
+	cachetest.Set(t, c, 1, "after")
+	cachetest.WantHit(t, c, 1, "after")
+}

@@ -184,10 +184,14 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 }
 
 // Ping reports whether every server answers, since each holds a share of the keys.
+// The chain pings only a backend it found down, so Ping first drops the idle
+// connections: gomemcache hands them out unchecked, and after a memcached restart each
+// is dead, so a ping on one would fail (EOF) though the server answers again.
 func (c *Cache) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	_ = c.client.Close() // closes idle connections only; the client stays usable
 	if err := c.client.Ping(); err != nil {
 		return fmt.Errorf("memcached %s: ping: %w", c.name, err)
 	}

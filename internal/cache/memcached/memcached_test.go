@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +250,30 @@ func BenchmarkGetHit(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.Get(ctx, key); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestPingAfterARestartSucceedsAtOnce: idle connections to a memcached that was
+// restarted are all dead; the first Ping after the restart must not be made on one of
+// them, or the chain's prober fails once per idle connection, each time waiting out
+// its back-off, before it lets the backend back.
+func TestPingAfterARestartSucceedsAtOnce(t *testing.T) {
+	p := svctest.Memcached(t)
+	c := newCache(t, Options{Servers: []string{p.Addr}, Version: 1, MaxIdleConns: 8})
+	ctx := context.Background()
+	// Eight lookups at once leave up to eight idle connections.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() { _, _ = c.Get(ctx, fmt.Sprintf("k%d", i)) })
+	}
+	wg.Wait()
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("ping %d after the restart: %v", i+1, err)
 		}
 	}
 }

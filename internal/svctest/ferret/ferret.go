@@ -8,11 +8,12 @@
 // lives in this package of its own, which only tests import; the server binary must
 // never link it.
 //
-// Clients reach the server through a small TCP relay that the Server owns. The relay
-// is what makes outages realistic: Stop drops every client connection at once, as a
-// crashed server would (FerretDB itself gives open connections seconds to finish),
-// and Pause keeps connections open while nothing gets through, like a hung server or
-// a network partition. The data directory survives Stop and Start.
+// Clients reach the server through a relay the Server owns, an svctest.HangProxy on
+// the Server's port. The relay is what makes outages realistic: Stop drops every
+// client connection at once, as a crashed server would (FerretDB itself gives open
+// connections seconds to finish), and Pause keeps connections open while nothing gets
+// through, like a hung server or a network partition. The data directory survives
+// Stop and Start.
 package ferret
 
 import (
@@ -64,15 +65,9 @@ type Server struct {
 
 // run is one start of the server: FerretDB on a private port and the relay in front.
 type run struct {
-	front  net.Listener
-	back   string // FerretDB's own address
+	relay  *svctest.HangProxy // on the Server's port, to FerretDB's
 	cancel context.CancelFunc
 	done   chan struct{} // closed once FerretDB's Run has returned
-	relays sync.WaitGroup
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // both ends of every relayed connection
-	paused chan struct{}         // nil while data flows; closed by Resume
 }
 
 // Start starts a server with its data in dir on a free loopback port. Callers must
@@ -86,9 +81,20 @@ func Start(dir string, o Options) (*Server, error) {
 		return nil, errors.New("ferret: TLS needs both a certificate and a key file")
 	}
 	s := &Server{Dir: dir, opts: o, out: &svctest.Tail{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("ferret: %w", err)
+	// A port below the ephemeral range, which a restart can always bind again.
+	var l net.Listener
+	for attempt := 1; ; attempt++ {
+		port, err := svctest.FreePort(nil)
+		if err != nil {
+			return nil, fmt.Errorf("ferret: %w", err)
+		}
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			return nil, fmt.Errorf("ferret: %w", err)
+		}
 	}
 	s.Port = l.Addr().(*net.TCPAddr).Port
 	s.Addr = l.Addr().String()
@@ -148,11 +154,12 @@ func (s *Server) Stop() error {
 	if r == nil {
 		return nil
 	}
-	_ = r.front.Close()
-	r.closeConns()
+	err := r.relay.Close() // the port, and every connection, paused ones included
 	r.cancel()
-	r.relays.Wait()
 	<-r.done // prompt: FerretDB's connections ended with the relay's
+	if err != nil {
+		return fmt.Errorf("ferret: stop %s: %w", s.Addr, err)
+	}
 	return nil
 }
 
@@ -188,33 +195,22 @@ func (s *Server) Restart() error {
 // Pause stops every byte between clients and the server while keeping connections
 // open and accepting new ones, like a hung server. Resume undoes it.
 func (s *Server) Pause() error {
-	return s.withRun(func(r *run) {
-		if r.paused == nil {
-			r.paused = make(chan struct{})
-		}
-	})
+	return s.withRelay((*svctest.HangProxy).BlackHole)
 }
 
-// Resume lets data flow again after Pause.
+// Resume lets data flow again after Pause, what was held first.
 func (s *Server) Resume() error {
-	return s.withRun(func(r *run) {
-		if r.paused != nil {
-			close(r.paused)
-			r.paused = nil
-		}
-	})
+	return s.withRelay((*svctest.HangProxy).PassThrough)
 }
 
-func (s *Server) withRun(f func(*run)) error {
+func (s *Server) withRelay(f func(*svctest.HangProxy)) error {
 	s.mu.Lock()
 	r := s.cur
 	s.mu.Unlock()
 	if r == nil {
 		return fmt.Errorf("ferret: %s is stopped", s.Addr)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f(r)
+	f(r.relay) // a no-op if a Stop closed it meanwhile
 	return nil
 }
 
@@ -240,12 +236,7 @@ func (s *Server) launch(front net.Listener) error {
 		return fmt.Errorf("ferret: start on %s with data in %s: %w", s.Addr, s.Dir, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{
-		front:  front,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		conns:  make(map[net.Conn]struct{}),
-	}
+	r := &run{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		_ = f.Run(ctx)
@@ -258,123 +249,9 @@ func (s *Server) launch(front net.Listener) error {
 		_ = front.Close()
 		return fmt.Errorf("ferret: FerretDB's URI: %w", err)
 	}
-	r.back = u.Host
-	r.relays.Add(1) // before Stop can see r and Wait
-	go r.accept()
+	r.relay = svctest.NewHangProxy(front, u.Host)
 	s.mu.Lock()
 	s.cur = r
 	s.mu.Unlock()
 	return nil
-}
-
-// accept relays every connection made to front until front is closed.
-func (r *run) accept() {
-	defer r.relays.Done()
-	for {
-		c, err := r.front.Accept()
-		if err != nil {
-			return // closed by Stop
-		}
-		r.relays.Add(1)
-		go r.relay(c)
-	}
-}
-
-// relay connects client to FerretDB and copies both ways until either side ends.
-func (r *run) relay(client net.Conn) {
-	defer r.relays.Done()
-	if !r.track(client) {
-		return
-	}
-	defer r.untrack(client)
-	var d net.Dialer
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	server, err := d.DialContext(ctx, "tcp", r.back)
-	cancel()
-	if err != nil {
-		return
-	}
-	if !r.track(server) {
-		return
-	}
-	defer r.untrack(server)
-	var both sync.WaitGroup
-	both.Add(2)
-	go func() { defer both.Done(); r.copy(server, client) }()
-	go func() { defer both.Done(); r.copy(client, server) }()
-	both.Wait()
-}
-
-// copy copies from src to dst, holding data back while paused, and closes both
-// when either fails, so the other direction ends too.
-func (r *run) copy(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if !r.waitFlowing() {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// waitFlowing blocks while the server is paused. It reports false if the connection
-// should end instead: Stop closes every connection, which also ends a paused read.
-func (r *run) waitFlowing() bool {
-	r.mu.Lock()
-	p := r.paused
-	closed := r.conns == nil
-	r.mu.Unlock()
-	if closed {
-		return false
-	}
-	if p == nil {
-		return true
-	}
-	<-p // closed by Resume, or by Stop
-	return r.waitFlowing()
-}
-
-// track registers c so Stop can close it; it closes c and reports false if Stop
-// has already run.
-func (r *run) track(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conns == nil {
-		_ = c.Close()
-		return false
-	}
-	r.conns[c] = struct{}{}
-	return true
-}
-
-func (r *run) untrack(c net.Conn) {
-	_ = c.Close()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.conns, c)
-}
-
-// closeConns closes every relayed connection, releases paused copies and refuses
-// new ones.
-func (r *run) closeConns() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for c := range r.conns {
-		_ = c.Close()
-	}
-	r.conns = nil
-	if r.paused != nil {
-		close(r.paused)
-		r.paused = nil
-	}
 }

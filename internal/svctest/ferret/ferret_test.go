@@ -2,7 +2,11 @@ package ferret
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -39,6 +43,40 @@ func eventually(t *testing.T, what string, op func() error) {
 	}
 }
 
+// helloed opens a connection to addr and has a MongoDB hello answered on it, so it
+// is known to reach FerretDB, and leaves it with a 5s deadline.
+func helloed(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := bson.Marshal(bson.D{{Key: "hello", Value: 1}, {Key: "$db", Value: "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An OP_MSG: length, request ID, response to, op code 2013, flags, one body section.
+	le := binary.LittleEndian
+	msg := le.AppendUint32(nil, uint32(21+len(doc)))
+	msg = le.AppendUint32(le.AppendUint32(le.AppendUint32(msg, 1), 0), 2013)
+	msg = append(le.AppendUint32(msg, 0), 0)
+	if _, err := c.Write(append(msg, doc...)); err != nil {
+		t.Fatalf("send hello: %v", err)
+	}
+	header := make([]byte, 16)
+	if _, err := io.ReadFull(c, header); err != nil {
+		t.Fatalf("read hello's answer: %v", err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, le.Uint32(header)-16)); err != nil {
+		t.Fatalf("read hello's answer: %v", err)
+	}
+	return c
+}
+
 func TestStopKeepsTheDataAndThePort(t *testing.T) {
 	s := ForTest(t, Options{})
 	ctx := context.Background()
@@ -47,9 +85,21 @@ func TestStopKeepsTheDataAndThePort(t *testing.T) {
 		t.Fatalf("insert: %v", err)
 	}
 	addr := s.Addr
+	open := helloed(t, addr)
 
-	if err := s.Stop(); err != nil {
-		t.Fatal(err)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return within 10s with a connection open")
+	}
+	// A crash drops open connections: the read ends by a close, not by its deadline.
+	if _, err := open.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a connection open across Stop: %v; want it closed", err)
 	}
 	if s.Running() {
 		t.Error("Running after Stop")
