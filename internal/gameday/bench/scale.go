@@ -375,8 +375,8 @@ func ScaleMarkdown(r ScaleResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Each instance: `Cores = %d`, `QueueSize = %d`, `WorkTime = %v`, `WorkMode = sleep`, no cache; "+
 		"offered %g× the fleet's capacity (instances × Cores / WorkTime) of never-repeated keys for %v through nginx (`least_conn`); "+
-		"correct answers per second from second %d to the end of the load; median of %d round(s) per size, range in brackets.\n\n",
-		o.Cores, o.QueueSize, o.WorkTime, o.Overload, o.Duration, int(scaleSkip/time.Second), o.Rounds)
+		"correct answers per second from second %d to the end of the load; %s.\n\n",
+		o.Cores, o.QueueSize, o.WorkTime, o.Overload, o.Duration, int(scaleSkip/time.Second), roundsText(o.Rounds))
 	b.WriteString("| instances | capacity/s | offered/s | correct/s | ratio to linear | 503s | wrong | other errors | p99 (ms) | share per instance |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, row := range r.Rows {
@@ -389,4 +389,12 @@ func ScaleMarkdown(r ScaleResult) string {
 			"%d of %d answers were hits, %d wrong, %d errors.\n", s.Instances, s.Keys, s.Instances-1, s.Hits, s.Asked, s.Wrong, s.Errors)
 	}
 	return b.String()
+}
+
+// roundsText says how the correct/s column was taken from the rounds.
+func roundsText(n int) string {
+	if n == 1 {
+		return "one round per size"
+	}
+	return fmt.Sprintf("median of %d rounds per size, range in brackets", n)
 }
