@@ -7,9 +7,10 @@
 # capacity (median of ROUNDS rounds); then, on the largest fleet sharing one Redis,
 # asks every instance for keys computed on another.
 #
-# The table replaces the part of BENCHMARKS.md between the "fleet-bench" markers
-# (WRITE=0: print it only). Usage: make fleet-bench, or bash scripts/fleet-bench.sh
-# (INSTANCES=1,2,4,8 CORES=2 WORKTIME=100ms DURATION=10s ROUNDS=3 WRITE=1 by default).
+# The table replaces the part of the file BENCHMARKS (BENCHMARKS.md) between the
+# "fleet-bench" markers (WRITE=0: print it only). Usage: make fleet-bench, or bash
+# scripts/fleet-bench.sh (INSTANCES=1,2,4,8 CORES=2 WORKTIME=100ms DURATION=10s ROUNDS=3
+# WRITE=1 BENCHMARKS=BENCHMARKS.md by default).
 # Exits 1 when a fleet size is further than 10 % from linear, an answer is wrong or a
 # shared-cache ask was not a hit (gameday scale's exit status).
 set -euo pipefail
@@ -23,6 +24,7 @@ WORKTIME=${WORKTIME:-100ms}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 WRITE=${WRITE:-1}
+BENCHMARKS=${BENCHMARKS:-BENCHMARKS.md}
 
 work_dir
 build_release cmd/calcserver cmd/gameday
@@ -39,8 +41,8 @@ fi
 if [ "$WRITE" = 1 ]; then
 	begin='<!-- fleet-bench begin -->'
 	end='<!-- fleet-bench end -->'
-	if ! grep -qxF "$begin" BENCHMARKS.md || ! grep -qxF "$end" BENCHMARKS.md; then
-		echo "fleet-bench: BENCHMARKS.md has no '$begin' ... '$end' lines to write between" >&2
+	if ! grep -qxF "$begin" "$BENCHMARKS" || ! grep -qxF "$end" "$BENCHMARKS"; then
+		echo "fleet-bench: $BENCHMARKS has no '$begin' ... '$end' lines to write between" >&2
 		exit 1
 	fi
 	{
@@ -58,8 +60,8 @@ if [ "$WRITE" = 1 ]; then
 		$0 == begin { while ((getline line < section) > 0) print line; skip = 1; next }
 		$0 == end { skip = 0; next }
 		!skip { print }
-	' BENCHMARKS.md >"$dir/BENCHMARKS.md"
-	cp "$dir/BENCHMARKS.md" BENCHMARKS.md
-	echo "fleet-bench: table written into BENCHMARKS.md" >&2
+	' "$BENCHMARKS" >"$dir/benchmarks.md"
+	cp "$dir/benchmarks.md" "$BENCHMARKS"
+	echo "fleet-bench: table written into $BENCHMARKS" >&2
 fi
 exit "$status"

@@ -258,13 +258,6 @@ func (f *Fleet) InstanceURLs() []string {
 	return urls
 }
 
-// Instance is the current process of instance i (a new one after each Restart).
-func (f *Fleet) Instance(i int) *calcproc.Proc {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.procs[i]
-}
-
 // FailTimeout is the upstream's fail_timeout in the deploy configuration: after
 // max_fails failed attempts (refused connections, lost connections, timeouts) within
 // it, each nginx worker sends an instance nothing for this long. A restart refuses
@@ -279,10 +272,6 @@ func (f *Fleet) Redis() *svctest.Proc { return f.redis }
 // NginxLog is the path of nginx's access log, in the deploy configuration's
 // `upstream` format (upstream=, upstream_status=, cache= …).
 func (f *Fleet) NginxLog() string { return filepath.Join(f.nginx.prefix, AccessLogName) }
-
-// NginxErrorLog is the path of nginx's error log, where it says which upstream
-// failed and why (connect() failed, upstream prematurely closed connection …).
-func (f *Fleet) NginxErrorLog() string { return filepath.Join(f.nginx.prefix, "error.log") }
 
 // Restart restarts instance i as an operator does behind stock nginx, which never
 // reads /healthcheck: it takes the instance out of nginx's upstream (marked down,

@@ -196,6 +196,7 @@ func New(o Options) (*Cache, error) {
 // FlushHits writes the hits counted since the last flush, a row per UPDATE, rows
 // in id order. Hits it cannot write are kept for the next one.
 func (c *Cache) FlushHits(ctx context.Context) error {
+	defer c.hits.Begin()()
 	ids, counts := c.hits.Take()
 	if len(ids) == 0 {
 		return nil
@@ -407,33 +408,28 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// initBudget is the least time Ping gives Init when it has to run it.
-const initBudget = 3 * time.Second
-
 // Ping checks the server answers and, until Init has succeeded, runs it, so that
 // Chain's probe both recovers a backend that was down at startup and keeps one
 // whose table is missing unhealthy (with ErrNoTable or ErrSchema).
 //
 // Once Init has succeeded, Ping is one round trip bounded by ctx. Until then it
-// runs Init, which dials, queries information_schema and prepares statements:
-// far more than a cache lookup's CacheTimeout, which probes pass as ctx, allows
-// at any latency. So Init runs detached from ctx's deadline and cancellation,
-// under its own budget of the larger of Timeout and initBudget. Ping is meant for
+// runs Init, which dials, queries information_schema and prepares statements,
+// detached from ctx under its own budget (sqltable.Ping). Ping is meant for
 // probes and startup, off the request path.
 func (c *Cache) Ping(ctx context.Context) error {
-	if c.state.Load() != nil {
+	return sqltable.Ping(ctx, c.o.Timeout, c.inited, func(ctx context.Context) error {
 		if err := c.db.PingContext(ctx); err != nil {
 			return fmt.Errorf("mysql: ping %s at %s: %w", c.name, c.addr, err)
 		}
-		if c.state.Load() != nil {
-			return nil
-		}
-	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.o.Timeout, initBudget))
-	defer cancel()
-	_, err := c.ready(ictx)
-	return err
+		return nil
+	}, func(ctx context.Context) error {
+		_, err := c.ready(ctx)
+		return err
+	})
 }
+
+// inited reports whether Init has succeeded and the table is still there.
+func (c *Cache) inited() bool { return c.state.Load() != nil }
 
 // Purge deletes every row (of any version) whose requestid match accepts and
 // returns how many it removed. Rows stored under a hashed requestid cannot be
@@ -465,13 +461,22 @@ func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 		return c.fail(s, "purge", err)
 	}
 	defer rows.Close()
-	batch := make([]any, 0, sqltable.PurgeBatch)
-	flush := func() error {
+	batch := make([]int64, 0, sqltable.PurgeBatch)
+	args := make([]any, 0, sqltable.PurgeBatch)
+	for {
+		batch, _, _, err = p.Collect(rows, batch[:0])
+		if err != nil {
+			return c.fail(s, "purge", err)
+		}
 		if len(batch) == 0 {
 			return nil
 		}
+		args = args[:0]
+		for _, id := range batch {
+			args = append(args, id)
+		}
 		q := "DELETE FROM " + c.quote + " WHERE id IN (?" + strings.Repeat(",?", len(batch)-1) + ")"
-		res, err := c.admin.ExecContext(ctx, q, batch...)
+		res, err := c.admin.ExecContext(ctx, q, args...)
 		if err != nil {
 			return c.fail(s, "purge", err)
 		}
@@ -480,30 +485,10 @@ func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 			return c.fail(s, "purge", err)
 		}
 		p.Removed += int(n)
-		batch = batch[:0]
-		return nil
-	}
-	for rows.Next() {
-		var (
-			id  int64
-			rid *string
-		)
-		if err := rows.Scan(&id, &rid); err != nil {
-			return c.fail(s, "purge", err)
-		}
-		if p.Wants(rid) {
-			batch = append(batch, id)
-			if len(batch) == sqltable.PurgeBatch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+		if len(batch) < sqltable.PurgeBatch {
+			return nil
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return c.fail(s, "purge", err)
-	}
-	return flush()
 }
 
 // Close closes the prepared statements and both pools. Operations after Close fail.

@@ -76,15 +76,11 @@ func (c *Cache) Init(ctx context.Context) error {
 }
 
 func (c *Cache) init(ctx context.Context) (*schema, error) {
-	select {
-	case c.initSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("mysql: init %s: %w", c.name, ctx.Err())
-	}
-	defer func() { <-c.initSem }()
-	if s := c.state.Load(); s != nil {
-		return s, nil
-	}
+	return sqltable.Init(ctx, c.initSem, &c.state, "mysql: init "+c.name, c.learn)
+}
+
+// learn inspects the table and prepares the statements for what it found.
+func (c *Cache) learn(ctx context.Context) (*schema, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("mysql: init %s: %w", c.name, sql.ErrConnDone)
 	}
@@ -96,14 +92,7 @@ func (c *Cache) init(ctx context.Context) (*schema, error) {
 		s.close()
 		return nil, err
 	}
-	c.state.Store(s)
-	// Logged here rather than by the caller: Init may first succeed long after
-	// startup, from a probe, and the operator should still see them.
-	if c.o.Logger != nil {
-		for _, w := range s.warnings {
-			c.o.Logger.Warn("mysql backend: "+w, "backend", "mysql")
-		}
-	}
+	sqltable.LogWarnings(c.o.Logger, "mysql", s.warnings)
 	return s, nil
 }
 

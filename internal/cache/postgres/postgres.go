@@ -278,6 +278,7 @@ func ValidIdentifier(s string) bool {
 // UPDATE, rows in id order so that two hosts flushing at once lock them in the same
 // order. Hits it cannot write are kept for the next flush.
 func (c *Cache) FlushHits(ctx context.Context) error {
+	defer c.hits.Begin()()
 	ids, pending := c.hits.Take()
 	if len(ids) == 0 {
 		return nil
@@ -414,35 +415,30 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// initBudget is the least time Ping gives Init when it has to run it.
-const initBudget = 3 * time.Second
-
 // Ping checks the server answers and, until Init has succeeded, runs it, so that
 // Chain's probe both recovers a backend that was down at startup and keeps one
 // whose table is missing unhealthy (with ErrNoTable or ErrSchema).
 //
 // Once Init has succeeded, Ping is one round trip bounded by ctx and Timeout.
-// Until then it runs Init, which dials and reads the catalog: more than a cache
-// lookup's CacheTimeout, which probes pass as ctx, allows at any latency. So Init
-// runs detached from ctx's deadline and cancellation, under its own budget of the
-// larger of Timeout and initBudget. Ping is meant for probes and startup, off the
-// request path.
+// Until then it runs Init, which dials and reads the catalog, detached from ctx
+// under its own budget (sqltable.Ping). Ping is meant for probes and startup, off
+// the request path.
 func (c *Cache) Ping(ctx context.Context) error {
-	if c.state.Load() != nil {
-		pctx, cancel := c.opContext(ctx)
+	return sqltable.Ping(ctx, c.o.Timeout, c.inited, func(ctx context.Context) error {
+		ctx, cancel := c.opContext(ctx)
 		defer cancel()
-		if err := c.db.Ping(pctx); err != nil {
+		if err := c.db.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: ping %s at %s: %w", c.name, c.addr, err)
 		}
-		if c.state.Load() != nil {
-			return nil
-		}
-	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.o.Timeout, initBudget))
-	defer cancel()
-	_, err := c.ready(ictx)
-	return err
+		return nil
+	}, func(ctx context.Context) error {
+		_, err := c.ready(ctx)
+		return err
+	})
 }
+
+// inited reports whether Init has succeeded and the table is still there.
+func (c *Cache) inited() bool { return c.state.Load() != nil }
 
 // Purge deletes every row (of any version) whose requestid match accepts and
 // returns how many it removed. Rows stored under a hashed requestid cannot be
@@ -473,8 +469,7 @@ func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 	del := "DELETE FROM " + c.quote + " WHERE id = ANY($1::bigint[])"
 	var (
 		after int64
-		rid   *string
-		id    int64
+		n     int
 		batch = make([]int64, 0, sqltable.PurgeBatch)
 	)
 	for {
@@ -482,16 +477,13 @@ func (c *Cache) purge(ctx context.Context, p *sqltable.Purge) error {
 		if err != nil {
 			return c.fail(s, "purge", err)
 		}
-		n := 0
-		batch = batch[:0]
-		_, err = pgx.ForEachRow(rows, []any{&id, &rid}, func() error {
-			n++
-			after = id
-			if p.Wants(rid) {
-				batch = append(batch, id)
-			}
-			return nil
-		})
+		// A page holds at most PurgeBatch rows, so Collect reads all of them; the
+		// rows are closed, and their connection freed, before the DELETE.
+		batch, n, after, err = p.Collect(rows, batch[:0])
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
 		if err != nil {
 			return c.fail(s, "purge", err)
 		}

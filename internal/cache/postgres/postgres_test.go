@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/unicorn-rentals/unicorn/internal/cache"
 	"github.com/unicorn-rentals/unicorn/internal/cache/cachetest"
 	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable"
+	"github.com/unicorn-rentals/unicorn/internal/cache/sqltable/sqltabletest"
 	"github.com/unicorn-rentals/unicorn/internal/calc"
 	"github.com/unicorn-rentals/unicorn/internal/svctest"
 )
@@ -32,42 +31,18 @@ var server *svctest.Proc
 var dbSeq atomic.Int64
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "pgcache-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "postgres tests:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	server, err = svctest.StartPostgres(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "postgres tests: cannot start postgres:", err)
-		return 1
-	}
-	defer func() {
-		if err := server.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "postgres tests: stop postgres:", err)
-		}
-	}()
-	code := m.Run()
-	// Every test shares this server, so its crash fails them all with connection
-	// errors that do not say why; its own last words do.
-	if err := server.Exited(); err != nil {
-		fmt.Fprintln(os.Stderr, "postgres tests: the shared postgres died during the tests:", err)
-		return 1
-	}
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "postgres tests: the shared postgres at %s still runs; its log ends:\n%s\n", server.Addr, server.Output())
-	}
-	return code
+	os.Exit(sqltabletest.Main(m, "postgres", "postgres", svctest.StartPostgres, &server))
 }
 
 // testDB creates a fresh database on p and returns its name and a superuser pool
 // on it for arranging and inspecting rows by hand.
 func testDB(t testing.TB, p *svctest.Proc) (string, *pgxpool.Pool) {
+	t.Helper()
+	return testDBWith(t, p, "")
+}
+
+// testDBWith is testDB with clauses, such as an encoding, added to CREATE DATABASE.
+func testDBWith(t testing.TB, p *svctest.Proc, clauses string) (string, *pgxpool.Pool) {
 	t.Helper()
 	name := fmt.Sprintf("t_%d", dbSeq.Add(1))
 	root, err := pgxpool.New(ctxT(t), p.ConnString("postgres"))
@@ -75,9 +50,7 @@ func testDB(t testing.TB, p *svctest.Proc) (string, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	if _, err := root.Exec(ctxT(t), "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
+	exec(t, root, "CREATE DATABASE "+name+clauses)
 	db, err := pgxpool.New(ctxT(t), p.ConnString(name))
 	if err != nil {
 		t.Fatal(err)
@@ -183,78 +156,6 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func TestContestTableStoresThenHits(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	const key = "SUNhbkhhelVuaWNvcm4/LTg5OTk="
-	cachetest.WantErr(t, c, key, cache.ErrMiss)
-	cachetest.Set(t, c, 1, key)
-	cachetest.WantHit(t, c, 1, key)
-	if m := c.Mode(); m != "contest" {
-		t.Errorf("Mode() = %q, want contest", m)
-	}
-	flushHits(t, c)
-	var rid, val string
-	var hits int
-	if err := db.QueryRow(ctxT(t), "SELECT requestid, requestvalue, hits FROM unicorntable").Scan(&rid, &val, &hits); err != nil {
-		t.Fatal(err)
-	}
-	if rid != key || val != cachetest.Token(1, key) || hits != 1 {
-		t.Errorf("row = (%q, %q, %d), want (%q, %q, 1)", rid, val, hits, key, cachetest.Token(1, key))
-	}
-	// Setting the same answer again adds no row.
-	cachetest.Set(t, c, 1, key)
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
-		t.Errorf("%d rows after a second Set of the same answer, want 1", n)
-	}
-	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "TTL") {
-		t.Errorf("Warnings() = %q, want none about a TTL without one", w)
-	}
-}
-
-func TestAnotherHostHitsWhatOneStored(t *testing.T) {
-	t.Parallel()
-	a, _, name := contest(t, Options{})
-	b := newCache(t, server, name, Options{})
-	cachetest.Set(t, a, 1, "3615-7184-2117")
-	cachetest.WantHit(t, b, 1, "3615-7184-2117")
-}
-
-func TestHitsColumnCountsEveryHit(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	cachetest.Set(t, c, 1, "testing")
-	cachetest.Set(t, c, 1, "other")
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
-		t.Fatalf("hits = %d after Set, want 0", n)
-	}
-	for range 3 {
-		cachetest.WantHit(t, c, 1, "testing")
-	}
-	cachetest.WantHit(t, c, 1, "other")
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 0 {
-		t.Fatalf("hits = %d before a flush: hits are written every HitFlush, not per hit", n)
-	}
-	flushHits(t, c)
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'testing'"); n != 3 {
-		t.Errorf("hits = %d after 3 hits, want 3", n)
-	}
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable WHERE requestid = 'other'"); n != 1 {
-		t.Errorf("hits of the other key = %d, want 1", n)
-	}
-}
-
-func TestHitsCountsRowsInsertedWithNullHits(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue) VALUES ($1, $2)", "k", cachetest.Token(1, "k"))
-	cachetest.WantHit(t, c, 1, "k")
-	flushHits(t, c)
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 1 {
-		t.Errorf("hits = %d, want 1", n)
-	}
-}
-
 func TestHitsOfManyRowsAreWrittenInBatches(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
@@ -276,61 +177,6 @@ func TestHitsOfManyRowsAreWrittenInBatches(t *testing.T) {
 	}
 }
 
-func TestLookupsTakeTheNewestRow(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
-		"old-bad", cachetest.Tamper(cachetest.Token(1, "old-bad")), cachetest.Token(1, "old-bad"))
-	cachetest.WantHit(t, c, 1, "old-bad")
-
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ($1, $2, 0), ($1, $3, 0)",
-		"new-bad", cachetest.Token(1, "new-bad"), cachetest.Tamper(cachetest.Token(1, "new-bad")))
-	cachetest.WantErr(t, c, "new-bad", cache.ErrCorrupt)
-}
-
-func TestKeysDifferingInCaseOrTrailingSpaceAreDistinct(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	cachetest.Set(t, c, 1, "abc")
-	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
-	cachetest.WantErr(t, c, "abc ", cache.ErrMiss)
-	cachetest.Set(t, c, 1, "ABC")
-	cachetest.Set(t, c, 1, "abc ")
-	for _, k := range []string{"abc", "ABC", "abc "} {
-		cachetest.WantHit(t, c, 1, k)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 3 {
-		t.Errorf("%d rows, want 3", n)
-	}
-	if err := c.Delete(ctxT(t), "ABC"); err != nil {
-		t.Fatal(err)
-	}
-	cachetest.WantErr(t, c, "ABC", cache.ErrMiss)
-	cachetest.WantHit(t, c, 1, "abc")
-}
-
-func TestKeysTheColumnCannotHoldAreHashed(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	for name, key := range map[string]string{
-		"a 300-byte key":                  strings.Repeat("x", 300),
-		"256 characters":                  strings.Repeat("é", 256),
-		"an invalid UTF-8 key":            "caf\xe9",
-		"a key with a NUL byte":           "nul\x00byte",
-		"a key that looks like a hash":    sqltable.Hash("other"),
-		"a key that starts like a hash":   "sha256:",
-		"a 1024-byte key of 4-byte runes": strings.Repeat("🦄", 256),
-	} {
-		t.Run(name, func(t *testing.T) {
-			cachetest.Set(t, c, 1, key)
-			cachetest.WantHit(t, c, 1, key)
-			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", sqltable.Hash(key)); n != 1 {
-				t.Errorf("%d rows under %s, want 1", n, sqltable.Hash(key))
-			}
-		})
-	}
-}
-
 func TestKeysTheColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
@@ -341,76 +187,6 @@ func TestKeysTheColumnCanHoldAreStoredAsTheyAre(t *testing.T) {
 			t.Errorf("%d rows under the key %q itself, want 1", n, key)
 		}
 	}
-}
-
-func TestATamperedValueIsCorrupt(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	cachetest.Set(t, c, 1, "testing")
-	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", cachetest.Tamper(cachetest.Token(1, "testing")))
-	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
-	exec(t, db, "UPDATE unicorntable SET requestvalue = NULL")
-	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
-	exec(t, db, "UPDATE unicorntable SET requestvalue = $1", cachetest.Token(1, "another key"))
-	cachetest.WantErr(t, c, "testing", cache.ErrCorrupt)
-}
-
-func TestAnotherVersionsAnswerIsAMiss(t *testing.T) {
-	t.Parallel()
-	v1, _, name := contest(t, Options{})
-	v2 := newCache(t, server, name, Options{Version: 2})
-	cachetest.Set(t, v2, 2, "testing")
-	cachetest.WantErr(t, v1, "testing", cache.ErrMiss)
-	// Both fleets keep hitting their own rows once both are stored.
-	cachetest.Set(t, v1, 1, "testing")
-	cachetest.WantHit(t, v1, 1, "testing")
-	cachetest.WantHit(t, v2, 2, "testing")
-}
-
-func TestWarningsMentionAnUnenforceableTTL(t *testing.T) {
-	t.Parallel()
-	c, _, name := contest(t, Options{TTL: time.Hour})
-	if err := c.Init(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	w := strings.Join(c.Warnings(), "\n")
-	if !strings.Contains(w, "CacheTTL") || !strings.Contains(w, "table unicorntable in database "+name) {
-		t.Errorf("Warnings() = %q, want CacheTTL and the table named", w)
-	}
-	// The TTL is not enforced, so an old row still hits.
-	cachetest.Set(t, c, 1, "testing")
-	cachetest.WantHit(t, c, 1, "testing")
-}
-
-func TestMissingTableWithoutCreateTable(t *testing.T) {
-	t.Parallel()
-	name, db := testDB(t, server)
-	c := newCache(t, server, name, Options{})
-	err := c.Init(ctxT(t))
-	if !errors.Is(err, ErrNoTable) {
-		t.Fatalf("Init() = %v, want ErrNoTable", err)
-	}
-	for _, want := range []string{contestTable, "PgsqlCreateTable", "table unicorntable in database " + name} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Init() = %q, want it to contain %q", err, want)
-		}
-	}
-	if _, err := c.Get(ctxT(t), "k"); !errors.Is(err, ErrNoTable) {
-		t.Errorf("Get() = %v, want ErrNoTable", err)
-	}
-	if err := c.Ping(ctxT(t)); !errors.Is(err, ErrNoTable) {
-		t.Errorf("Ping() = %v, want ErrNoTable", err)
-	}
-	if m := c.Mode(); m != "" {
-		t.Errorf("Mode() = %q before a successful Init, want empty", m)
-	}
-	// The statement in the message works as given; the backend then recovers.
-	exec(t, db, contestTable)
-	if err := c.Ping(ctxT(t)); err != nil {
-		t.Fatalf("Ping() after creating the table = %v", err)
-	}
-	cachetest.Set(t, c, 1, "k")
-	cachetest.WantHit(t, c, 1, "k")
 }
 
 func TestAReservedTableNameIsQuotedInTheStatement(t *testing.T) {
@@ -450,101 +226,6 @@ func TestMissingDatabaseIsNoTable(t *testing.T) {
 	}
 }
 
-func TestCreateTableMakesAManagedTable(t *testing.T) {
-	t.Parallel()
-	name, db := testDB(t, server)
-	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Hour})
-	if err := c.Init(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if m := c.Mode(); m != "managed" {
-		t.Errorf("Mode() = %q, want managed", m)
-	}
-	if w := c.Warnings(); len(w) != 0 {
-		t.Errorf("Warnings() = %q, want none", w)
-	}
-
-	t.Run("Set replaces the key's row", func(t *testing.T) {
-		exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits, version) VALUES ($1, $2, 0, 1)", "k", cachetest.Tamper(cachetest.Token(1, "k")))
-		cachetest.WantErr(t, c, "k", cache.ErrCorrupt)
-		cachetest.Set(t, c, 1, "k")
-		cachetest.Set(t, c, 1, "k")
-		cachetest.WantHit(t, c, 1, "k")
-		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 1 {
-			t.Errorf("%d rows for k, want 1", n)
-		}
-	})
-	t.Run("two versions keep a row each", func(t *testing.T) {
-		v2 := newCache(t, server, name, Options{CreateTable: true, Version: 2})
-		cachetest.Set(t, c, 1, "both")
-		cachetest.Set(t, v2, 2, "both")
-		cachetest.Set(t, c, 1, "both")
-		cachetest.WantHit(t, c, 1, "both")
-		cachetest.WantHit(t, v2, 2, "both")
-		if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'both'"); n != 2 {
-			t.Errorf("%d rows for the key, want one per version", n)
-		}
-	})
-	t.Run("keys differing in case get their own rows", func(t *testing.T) {
-		cachetest.Set(t, c, 1, "abc")
-		cachetest.Set(t, c, 1, "ABC")
-		cachetest.WantHit(t, c, 1, "abc")
-		cachetest.WantHit(t, c, 1, "ABC")
-	})
-	t.Run("an entry older than the TTL is a miss until set again", func(t *testing.T) {
-		cachetest.Set(t, c, 1, "old")
-		exec(t, db, "UPDATE unicorntable SET created_at = now() - interval '2 hours' WHERE requestid = 'old'")
-		cachetest.WantErr(t, c, "old", cache.ErrMiss)
-		cachetest.Set(t, c, 1, "old")
-		cachetest.WantHit(t, c, 1, "old")
-	})
-	t.Run("a second Init and another Cache reuse the table", func(t *testing.T) {
-		if err := c.Init(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-		other := newCache(t, server, name, Options{CreateTable: true})
-		cachetest.WantHit(t, other, 1, "k")
-	})
-}
-
-func TestTTLExpiresInRealTime(t *testing.T) {
-	t.Parallel()
-	name, _ := testDB(t, server)
-	c := newCache(t, server, name, Options{CreateTable: true, TTL: time.Second})
-	cachetest.Set(t, c, 1, "k")
-	cachetest.WantHit(t, c, 1, "k")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := c.Get(ctxT(t), "k")
-		if errors.Is(err, cache.ErrMiss) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("entry with a 1s TTL still served after 10s")
-		}
-		// Time passing is the event waited for; nothing can signal it.
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func TestManagedTableWithoutUniqueIndexHonoursTTL(t *testing.T) {
-	t.Parallel()
-	name, db := testDB(t, server)
-	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT, created_at TIMESTAMP NOT NULL DEFAULT now())")
-	c := newCache(t, server, name, Options{TTL: time.Hour})
-	cachetest.Set(t, c, 1, "k")
-	exec(t, db, "UPDATE unicorntable SET created_at = created_at - interval '2 hours'")
-	cachetest.WantErr(t, c, "k", cache.ErrMiss)
-	cachetest.Set(t, c, 1, "k") // the expired row holds the same value, yet a fresh one is added
-	cachetest.WantHit(t, c, 1, "k")
-	if m := c.Mode(); m != "managed" {
-		t.Errorf("Mode() = %q, want managed", m)
-	}
-}
-
 func TestATeamsUniqueIndexOnRequestIDMakesSetReplace(t *testing.T) {
 	t.Parallel()
 	c, db, _ := contest(t, Options{})
@@ -560,122 +241,6 @@ func TestATeamsUniqueIndexOnRequestIDMakesSetReplace(t *testing.T) {
 	}
 }
 
-func TestDelete(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	cachetest.Set(t, c, 1, "k")
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES ('k', 'junk', 0), ('other', 'junk', 0)")
-	if err := c.Delete(ctxT(t), "k"); err != nil {
-		t.Fatal(err)
-	}
-	cachetest.WantErr(t, c, "k", cache.ErrMiss)
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 1 {
-		t.Errorf("%d rows left, want only the other key's", n)
-	}
-	long := strings.Repeat("z", 400)
-	cachetest.Set(t, c, 1, long)
-	if err := c.Delete(ctxT(t), long); err != nil {
-		t.Fatal(err)
-	}
-	cachetest.WantErr(t, c, long, cache.ErrMiss)
-}
-
-func TestPurgeDeletesOnlyMatchesAndReportsHashedRows(t *testing.T) {
-	t.Parallel()
-	c, db, name := contest(t, Options{})
-	for _, k := range []string{"keep-1", "drop-1", "drop-2", strings.Repeat("drop", 100), "caf\xe9"} {
-		cachetest.Set(t, c, 1, k)
-	}
-	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "drop-1") // every version is purged
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) VALUES (NULL, 'x', 0)")
-	removed, skipped, err := c.PurgeCounts(ctxT(t), func(k string) bool { return strings.Contains(k, "drop") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed != 3 || skipped != 2 {
-		t.Errorf("PurgeCounts() = %d removed, %d skipped; want 3, 2", removed, skipped)
-	}
-	cachetest.WantErr(t, c, "drop-1", cache.ErrMiss)
-	cachetest.WantHit(t, c, 1, "keep-1")
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 4 {
-		t.Errorf("%d rows left, want 4", n)
-	}
-}
-
-func TestPurgeDeletesInBatches(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	const n = 1234
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-' || i, 'x', 0 FROM generate_series(1, $1::int) i", n)
-	cachetest.Set(t, c, 1, "keep")
-	exec(t, db, "INSERT INTO unicorntable (requestid, requestvalue, hits) SELECT 'batch-late-' || i, 'x', 0 FROM generate_series(1, 10) i")
-	removed, err := c.Purge(ctxT(t), func(k string) bool { return strings.HasPrefix(k, "batch-") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed != n+10 {
-		t.Errorf("Purge() = %d, want %d", removed, n+10)
-	}
-	if left := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); left != 1 {
-		t.Errorf("%d rows left, want 1", left)
-	}
-}
-
-func TestTablesInitRejects(t *testing.T) {
-	t.Parallel()
-	for name, tc := range map[string]struct {
-		create string
-		want   []string
-	}{
-		"a table without hits and id names both": {
-			"CREATE TABLE unicorntable (requestid VARCHAR(255), requestvalue VARCHAR(255))",
-			[]string{"id, hits", "lacks", contestTable},
-		},
-		"a requestvalue too short for a token": {
-			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(100), hits INT)",
-			[]string{"requestvalue", "VARCHAR(100)", "244"},
-		},
-		"a requestvalue that pads": {
-			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue CHAR(255), hits INT)",
-			[]string{"requestvalue", "CHAR(255)"},
-		},
-		"an id without a sequence": {
-			"CREATE TABLE unicorntable (id INT PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)",
-			[]string{"sequence", "SERIAL"},
-		},
-		"a requestid too short for a hashed key": {
-			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(40), requestvalue VARCHAR(255), hits INT)",
-			[]string{"requestid", "71"},
-		},
-		"a requestid that is a number": {
-			"CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid INT, requestvalue VARCHAR(255), hits INT)",
-			[]string{"requestid", "INT4"},
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			dbName, db := testDB(t, server)
-			exec(t, db, tc.create)
-			c := newCache(t, server, dbName, Options{CreateTable: true})
-			err := c.Init(ctxT(t))
-			if !errors.Is(err, ErrSchema) || errors.Is(err, ErrNoTable) {
-				t.Fatalf("Init() = %v, want ErrSchema and not ErrNoTable", err)
-			}
-			if _, err := c.Get(ctxT(t), "k"); !errors.Is(err, ErrSchema) {
-				t.Errorf("Get() = %v, want ErrSchema", err)
-			}
-			if err := c.Ping(ctxT(t)); !errors.Is(err, ErrSchema) {
-				t.Errorf("Ping() = %v, want ErrSchema", err)
-			}
-			for _, w := range append(tc.want, "table unicorntable in database "+dbName) {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Init() = %q, want it to mention %q", err, w)
-				}
-			}
-		})
-	}
-}
-
 func TestIdentityAndTextColumnsAreAccepted(t *testing.T) {
 	t.Parallel()
 	name, db := testDB(t, server)
@@ -686,125 +251,6 @@ func TestIdentityAndTextColumnsAreAccepted(t *testing.T) {
 	cachetest.WantHit(t, c, 1, key)
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = $1", sqltable.Hash(key)); n != 1 {
 		t.Errorf("%d rows under the hashed key, want 1: keys are kept to 255 characters", n)
-	}
-}
-
-func TestNarrowRequestIDHashesWhatItCannotHold(t *testing.T) {
-	t.Parallel()
-	name, db := testDB(t, server)
-	exec(t, db, "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(100), requestvalue VARCHAR(255), hits INT)")
-	c := newCache(t, server, name, Options{})
-	for _, key := range []string{"ascii", strings.Repeat("é", 100), strings.Repeat("k", 101)} {
-		cachetest.Set(t, c, 1, key)
-		cachetest.WantHit(t, c, 1, key)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 1 {
-		t.Errorf("%d hashed rows, want 1", n)
-	}
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "100") {
-		t.Errorf("Warnings() = %q, want the width", w)
-	}
-}
-
-func TestADatabaseThatIsNotUTF8HashesNonASCIIKeys(t *testing.T) {
-	t.Parallel()
-	name := fmt.Sprintf("t_%d", dbSeq.Add(1))
-	root, err := pgxpool.New(ctxT(t), server.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	exec(t, root, "CREATE DATABASE "+name+" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-	db, err := pgxpool.New(ctxT(t), server.ConnString(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	exec(t, db, contestTable)
-	c := newCache(t, server, name, Options{})
-	for _, key := range []string{"ascii", "clé", "🦄"} {
-		cachetest.Set(t, c, 1, key)
-		cachetest.WantHit(t, c, 1, key)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != 2 {
-		t.Errorf("%d hashed rows, want 2", n)
-	}
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "LATIN1") {
-		t.Errorf("Warnings() = %q, want the encoding named", w)
-	}
-}
-
-func TestADroppedTableIsNoticed(t *testing.T) {
-	t.Parallel()
-	for _, create := range []bool{false, true} {
-		t.Run(fmt.Sprintf("CreateTable=%v", create), func(t *testing.T) {
-			t.Parallel()
-			name, db := testDB(t, server)
-			c := newCache(t, server, name, Options{CreateTable: create})
-			if !create {
-				exec(t, db, contestTable)
-			}
-			cachetest.Set(t, c, 1, "k") // creates the table when allowed
-			exec(t, db, "DROP TABLE unicorntable")
-			if _, err := c.Get(ctxT(t), "k"); err == nil || errors.Is(err, cache.ErrMiss) {
-				t.Fatalf("Get() on a dropped table = %v, want an error", err)
-			}
-			err := c.Ping(ctxT(t))
-			if create {
-				if err != nil {
-					t.Fatalf("Ping() = %v, want the table re-created", err)
-				}
-				cachetest.WantErr(t, c, "k", cache.ErrMiss)
-				cachetest.Set(t, c, 1, "k")
-				cachetest.WantHit(t, c, 1, "k")
-			} else if !errors.Is(err, ErrNoTable) {
-				t.Fatalf("Ping() = %v, want ErrNoTable", err)
-			}
-		})
-	}
-}
-
-func TestConcurrentFirstUseInitialisesOnce(t *testing.T) {
-	t.Parallel()
-	name, db := testDB(t, server)
-	c := newCache(t, server, name, Options{CreateTable: true})
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for i := range 32 {
-		wg.Go(func() {
-			key := fmt.Sprintf("key-%d", i%4)
-			if err := c.Set(ctxT(t), key, calc.Sum(1, []byte(key))); err != nil {
-				errs <- err
-				return
-			}
-			if _, err := c.Get(ctxT(t), key); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable"); n != 4 {
-		t.Errorf("%d rows, want 4", n)
-	}
-}
-
-func TestInitHonoursAContextThatEndsWhileWaiting(t *testing.T) {
-	t.Parallel()
-	c, _, _ := contest(t, Options{})
-	c.initSem <- struct{}{} // as if another Init were running
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	err := c.Init(ctx)
-	<-c.initSem
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Init() = %v, want DeadlineExceeded", err)
-	}
-	if err := c.Init(ctxT(t)); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -841,14 +287,24 @@ func TestAFailedLoginIsAnErrorThatDoesNotShowThePassword(t *testing.T) {
 	}
 }
 
-func TestKilledServerFailsFastAndRecovers(t *testing.T) {
-	t.Parallel()
+// timeout bounds each call of a Cache on a server that was killed or paused.
+const timeout = 200 * time.Millisecond
+
+// ownServer starts a PostgreSQL for t alone, for a test that kills or pauses it,
+// and returns it with a Cache that has stored k, and the database's name.
+func ownServer(t *testing.T) (*svctest.Proc, *Cache, string) {
+	t.Helper()
 	p := svctest.Postgres(t)
 	name, db := testDB(t, p)
 	exec(t, db, contestTable)
-	const timeout = 200 * time.Millisecond
 	c := newCache(t, p, name, Options{Timeout: timeout})
 	cachetest.Set(t, c, 1, "k")
+	return p, c, name
+}
+
+func TestKilledServerFailsFastAndRecovers(t *testing.T) {
+	t.Parallel()
+	p, c, name := ownServer(t)
 	cachetest.WantHit(t, c, 1, "k")
 
 	if err := p.Kill(); err != nil {
@@ -898,12 +354,7 @@ func TestKilledServerFailsFastAndRecovers(t *testing.T) {
 
 func TestPausedServerFailsWithinTimeout(t *testing.T) {
 	t.Parallel()
-	p := svctest.Postgres(t)
-	name, db := testDB(t, p)
-	exec(t, db, contestTable)
-	const timeout = 200 * time.Millisecond
-	c := newCache(t, p, name, Options{Timeout: timeout})
-	cachetest.Set(t, c, 1, "k")
+	p, c, _ := ownServer(t)
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -977,141 +428,6 @@ func TestNewDefaultsAndAddresses(t *testing.T) {
 	}
 }
 
-func TestHitsAreFlushedInTheBackgroundAndAtClose(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	cachetest.Set(t, c, 1, "bg")
-	cachetest.WantHit(t, c, 1, "bg")
-	deadline := time.Now().Add(10 * HitFlush)
-	for queryInt(t, db, "SELECT hits FROM unicorntable") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the hit was not written within %v", 10*HitFlush)
-		}
-		time.Sleep(HitFlush / 5)
-	}
-	cachetest.WantHit(t, c, 1, "bg")
-	cachetest.WantHit(t, c, 1, "bg")
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if n := queryInt(t, db, "SELECT hits FROM unicorntable"); n != 3 {
-		t.Fatalf("hits = %d after Close, want 3: Close must flush", n)
-	}
-	if _, err := c.Get(ctxT(t), "bg"); err == nil {
-		t.Error("Get after Close succeeded")
-	}
-}
-
-func TestConcurrentContestSetsAllSucceed(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	const writers, each = 8, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				key := fmt.Sprintf("w%d-k%d", w, i)
-				if err := c.Set(ctxT(t), key, calc.Sum(1, []byte(key))); err != nil {
-					errs <- fmt.Errorf("Set(%q): %w", key, err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	failed := 0
-	for err := range errs {
-		if failed++; failed <= 5 {
-			t.Error(err)
-		}
-	}
-	if failed > 0 {
-		t.Fatalf("%d of %d concurrent Sets failed", failed, writers*each)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(DISTINCT requestid) FROM unicorntable"); n != writers*each {
-		t.Errorf("%d keys stored, want %d", n, writers*each)
-	}
-}
-
-func TestWarningsSuggestAnIndexOnRequestID(t *testing.T) {
-	t.Parallel()
-	c, db, name := contest(t, Options{})
-	if err := c.Init(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	const stmt = "CREATE INDEX ON unicorntable (requestid);"
-	w := strings.Join(c.Warnings(), "\n")
-	for _, want := range []string{stmt, "scans the whole table", "table unicorntable in database " + name} {
-		if !strings.Contains(w, want) {
-			t.Errorf("Warnings() = %q, want it to contain %q", w, want)
-		}
-	}
-	// The statement works as given, and a fresh Init then sees the index and keeps
-	// contest semantics: the index is not unique.
-	exec(t, db, stmt)
-	c = newCache(t, server, name, Options{})
-	cachetest.Set(t, c, 1, "k")
-	cachetest.Set(t, newCache(t, server, name, Options{Version: 2}), 2, "k")
-	cachetest.WantHit(t, c, 1, "k")
-	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "index") {
-		t.Errorf("Warnings() with the index = %q, want none about an index", w)
-	}
-	if m := c.Mode(); m != "contest" {
-		t.Errorf("Mode() = %q, want contest", m)
-	}
-	if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid = 'k'"); n != 2 {
-		t.Errorf("%d rows for k, want one per version", n)
-	}
-}
-
-func TestAnIndexNotLedByRequestIDStillWarns(t *testing.T) {
-	t.Parallel()
-	c, db, _ := contest(t, Options{})
-	exec(t, db, "CREATE INDEX ON unicorntable (hits, requestid)")
-	exec(t, db, "CREATE INDEX ON unicorntable (requestid) WHERE hits > 0")
-	if err := c.Init(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "CREATE INDEX ON unicorntable (requestid)") {
-		t.Errorf("Warnings() = %q, want the index suggested", w)
-	}
-}
-
-func TestPingInitialisesDespiteAnExpiredContext(t *testing.T) {
-	t.Parallel()
-	c, _, _ := contest(t, Options{Timeout: 100 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	<-ctx.Done() // a probe's CacheTimeout, already spent: Init must not depend on it
-	if err := c.Ping(ctx); err != nil {
-		t.Fatalf("Ping() with an expired context on a fresh Cache = %v, want Init to run on its own budget", err)
-	}
-	if m := c.Mode(); m != "contest" {
-		t.Fatalf("Mode() = %q after Ping, want contest", m)
-	}
-	// Once initialised, Ping is a round trip that honours its context.
-	if err := c.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Ping() with an expired context after Init = %v, want DeadlineExceeded", err)
-	}
-	if err := c.Ping(ctxT(t)); err != nil {
-		t.Errorf("Ping() = %v", err)
-	}
-}
-
-func TestInitLogsTheTablesWarnings(t *testing.T) {
-	t.Parallel()
-	var logs svctest.Buffer
-	c, _, _ := contest(t, Options{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := c.Ping(ctxT(t)); err != nil { // as a probe would, long after startup
-		t.Fatal(err)
-	}
-	out := logs.String()
-	if !strings.Contains(out, "CacheTTL cannot be enforced") || !strings.Contains(out, "CREATE INDEX") {
-		t.Fatalf("Init did not log the table's warnings:\n%s", out)
-	}
-}
-
 func TestValidIdentifier(t *testing.T) {
 	for s, want := range map[string]bool{
 		"unicorntable": true, "_t": true, "T2": true, strings.Repeat("t", 63): true,
@@ -1136,5 +452,150 @@ func BenchmarkGetHit(b *testing.B) {
 		if _, err := c.Get(ctx, key); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// teamDB is a test database as the shared team-table cases use it.
+type teamDB struct {
+	name string
+	db   *pgxpool.Pool
+}
+
+func (d teamDB) Name() string { return d.name }
+
+func (d teamDB) Exec(t testing.TB, q string, args ...any) {
+	t.Helper()
+	exec(t, d.db, rebind(q), args...)
+}
+
+func (d teamDB) Int(t testing.TB, q string, args ...any) int {
+	t.Helper()
+	return queryInt(t, d.db, rebind(q), args...)
+}
+
+func (d teamDB) Scan(t testing.TB, q string, dest ...any) {
+	t.Helper()
+	if err := d.db.QueryRow(ctxT(t), q).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func (d teamDB) Open(t testing.TB, o sqltabletest.Options) sqltabletest.Cache {
+	t.Helper()
+	return newCache(t, server, d.name, Options{Version: o.Version, CreateTable: o.CreateTable, TTL: o.TTL, Timeout: o.Timeout, Logger: o.Logger})
+}
+
+// rebind numbers the ? placeholders of q as $1, $2, ….
+func rebind(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r != '?' {
+			b.WriteRune(r)
+			continue
+		}
+		n++
+		fmt.Fprintf(&b, "$%d", n)
+	}
+	return b.String()
+}
+
+func TestTeamTable(t *testing.T) {
+	t.Parallel()
+	sqltabletest.Run(t, sqltabletest.Harness{
+		Fresh: func(t testing.TB) sqltabletest.DB {
+			name, db := testDB(t, server)
+			return teamDB{name, db}
+		},
+		ContestTable:             contestTable,
+		ErrNoTable:               ErrNoTable,
+		ErrSchema:                ErrSchema,
+		TableName:                func(db string) string { return "table unicorntable in database " + db },
+		MissingTable:             []string{contestTable, "PgsqlCreateTable"},
+		IndexStatement:           "CREATE INDEX ON unicorntable (requestid);",
+		IndexesNotLedByRequestID: []string{"CREATE INDEX ON unicorntable (hits, requestid)", "CREATE INDEX ON unicorntable (requestid) WHERE hits > 0"},
+		ManagedTable:             "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT, created_at TIMESTAMP NOT NULL DEFAULT now())",
+		TwoHoursAgo:              "now() - interval '2 hours'",
+		ManagedInsert:            "INSERT INTO unicorntable (requestid, requestvalue, hits, version) VALUES (?, ?, 0, 1)",
+		ManagedKeepsEveryVersion: true,
+		HashedKeys: map[string]string{
+			"256 characters":                  strings.Repeat("é", 256),
+			"a key with a NUL byte":           "nul\x00byte",
+			"a key that starts like a hash":   "sha256:",
+			"a 1024-byte key of 4-byte runes": strings.Repeat("🦄", 256),
+		},
+		Rejects: map[string]sqltabletest.Reject{
+			"a table without hits and id names both": {
+				Create: "CREATE TABLE unicorntable (requestid VARCHAR(255), requestvalue VARCHAR(255))",
+				Want:   []string{"id, hits", "lacks", contestTable},
+			},
+			"a requestvalue too short for a token": {
+				Create: "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(100), hits INT)",
+				Want:   []string{"requestvalue", "VARCHAR(100)", "244"},
+			},
+			"a requestvalue that pads": {
+				Create: "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue CHAR(255), hits INT)",
+				Want:   []string{"requestvalue", "CHAR(255)"},
+			},
+			"an id without a sequence": {
+				Create: "CREATE TABLE unicorntable (id INT PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)",
+				Want:   []string{"sequence", "SERIAL"},
+			},
+			"a requestid too short for a hashed key": {
+				Create: "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(40), requestvalue VARCHAR(255), hits INT)",
+				Want:   []string{"requestid", "71"},
+			},
+			"a requestid that is a number": {
+				Create: "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid INT, requestvalue VARCHAR(255), hits INT)",
+				Want:   []string{"requestid", "INT4"},
+			},
+		},
+		HoldInit: func(c sqltabletest.Cache) func() {
+			sem := c.(*Cache).initSem
+			sem <- struct{}{}
+			return func() { <-sem }
+		},
+	})
+}
+
+func TestRequestIDsThatCannotHoldEveryKeyHashThem(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		create     string // the database's encoding clauses, if not the default
+		table      string
+		keys       []string
+		wantHashed int
+		warning    string
+	}{
+		"a narrow requestid": {
+			table:      "CREATE TABLE unicorntable (id SERIAL PRIMARY KEY, requestid VARCHAR(100), requestvalue VARCHAR(255), hits INT)",
+			keys:       []string{"ascii", strings.Repeat("é", 100), strings.Repeat("k", 101)},
+			wantHashed: 1,
+			warning:    "100",
+		},
+		"a database that is not UTF-8": {
+			create:     " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+			table:      contestTable,
+			keys:       []string{"ascii", "clé", "🦄"},
+			wantHashed: 2,
+			warning:    "LATIN1",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dbName, db := testDBWith(t, server, tc.create)
+			exec(t, db, tc.table)
+			c := newCache(t, server, dbName, Options{})
+			for _, key := range tc.keys {
+				cachetest.Set(t, c, 1, key)
+				cachetest.WantHit(t, c, 1, key)
+			}
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM unicorntable WHERE requestid LIKE 'sha256:%'"); n != tc.wantHashed {
+				t.Errorf("%d hashed rows, want %d", n, tc.wantHashed)
+			}
+			if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, tc.warning) {
+				t.Errorf("Warnings() = %q, want it to contain %q", w, tc.warning)
+			}
+		})
 	}
 }

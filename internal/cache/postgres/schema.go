@@ -75,15 +75,11 @@ func (c *Cache) Init(ctx context.Context) error {
 }
 
 func (c *Cache) init(ctx context.Context) (*schema, error) {
-	select {
-	case c.initSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("postgres: init %s: %w", c.name, ctx.Err())
-	}
-	defer func() { <-c.initSem }()
-	if s := c.state.Load(); s != nil {
-		return s, nil
-	}
+	return sqltable.Init(ctx, c.initSem, &c.state, "postgres: init "+c.name, c.learn)
+}
+
+// learn inspects the table and builds the statements for what it found.
+func (c *Cache) learn(ctx context.Context) (*schema, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("postgres: init %s: the cache is closed", c.name)
 	}
@@ -92,14 +88,7 @@ func (c *Cache) init(ctx context.Context) (*schema, error) {
 		return nil, err
 	}
 	c.build(s)
-	c.state.Store(s)
-	// Logged here rather than by the caller: Init may first succeed long after
-	// startup, from a probe, and the operator should still see them.
-	if c.o.Logger != nil {
-		for _, w := range s.warnings {
-			c.o.Logger.Warn("postgres backend: "+w, "backend", "postgres")
-		}
-	}
+	sqltable.LogWarnings(c.o.Logger, "postgres", s.warnings)
 	return s, nil
 }
 

@@ -19,10 +19,11 @@ const maxPendingHits = 100_000
 // the hits column every HitFlush: an UPDATE per hit would double a hit's cost and
 // serialise concurrent hits on one row's lock. It is safe for concurrent use.
 type Hits struct {
-	mu      sync.Mutex
-	pending map[int64]int64 // row id -> hits not yet written
-	stop    chan struct{}
-	loop    sync.WaitGroup
+	mu       sync.Mutex
+	pending  map[int64]int64 // row id -> hits not yet written
+	flushing sync.Mutex      // held by the flush under way (Begin)
+	stop     chan struct{}
+	loop     sync.WaitGroup
 }
 
 // NewHits returns Hits with nothing counted, which do not flush until Start.
@@ -46,6 +47,14 @@ func (h *Hits) Start(flush func(context.Context) error) {
 			}
 		}
 	})
+}
+
+// Begin starts a flush and returns what ends it: a flush waits for one under way, so
+// that a flush that returns has written every hit counted before it began, those the
+// background flush had already taken included.
+func (h *Hits) Begin() (end func()) {
+	h.flushing.Lock()
+	return h.flushing.Unlock
 }
 
 // Count records a hit on row id, to be written by the next flush.

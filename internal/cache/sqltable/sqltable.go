@@ -4,9 +4,10 @@
 //	unicorntable(id SERIAL PRIMARY KEY, requestid VARCHAR(255), requestvalue VARCHAR(255), hits INT)
 //
 // and nothing of either's SQL: how a key maps to requestid, which of a key's rows
-// Get serves, how Purge sorts rows, how hits are counted, and the checks and
-// warnings about a table's columns. Each backend writes its own statements and
-// reads its own catalog.
+// Get serves, how Purge sorts and batches rows, how hits are counted, how Init
+// runs one at a time and Ping runs it, and the checks and warnings about a
+// table's columns. Each backend writes its own statements and reads its own
+// catalog.
 package sqltable
 
 import (
@@ -164,4 +165,35 @@ func NoIndexWarning(table, create string) string {
 func NoTTLWarning(table, setting string) string {
 	return fmt.Sprintf("CacheTTL cannot be enforced on %s: it has no created_at column; set %s = true on a new table to get expiry",
 		table, setting)
+}
+
+// PurgeRows are rows of (id, requestid) for a purge: *sql.Rows and pgx.Rows both
+// are.
+type PurgeRows interface {
+	Rows
+	Err() error
+}
+
+// Collect reads rows of (id, requestid) and appends to batch the ids of those
+// Wants, until batch holds PurgeBatch ids or rows end. It returns batch, how many
+// rows it read and the id of the last. An error is the driver's, from scanning a
+// row or from rows.Err once they end; rows stay open when batch fills first, and
+// are the caller's to close.
+func (p *Purge) Collect(rows PurgeRows, batch []int64) (ids []int64, read int, last int64, err error) {
+	var rid *string
+	for len(batch) < PurgeBatch && rows.Next() {
+		if err := rows.Scan(&last, &rid); err != nil {
+			return batch, read, last, err
+		}
+		read++
+		if p.Wants(rid) {
+			batch = append(batch, last)
+		}
+	}
+	if len(batch) < PurgeBatch {
+		if err := rows.Err(); err != nil {
+			return batch, read, last, err
+		}
+	}
+	return batch, read, last, nil
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/unicorn-rentals/unicorn/internal/fleet"
 )
@@ -17,15 +16,12 @@ func runFleet(ctx context.Context, o Options, r Result, dir string) (Result, err
 	if n == 0 {
 		n = DefaultInstances
 	}
-	var ini strings.Builder
-	fmt.Fprintf(&ini, "Cores = %d\nQueueSize = %d\nWorkTime = %v\nWorkMode = %s\n", o.Cores, o.QueueSize, o.WorkTime, o.WorkMode)
-	fmt.Fprintf(&ini, "ShutdownTimeout = %v\nMemoryCacheSize = 100000\n", shutdownTimeout)
 	fmt.Fprintf(o.Log, "bench: %s: starting redis, %d calcservers and nginx\n", r.Strategy, n)
 	f, err := fleet.Start(ctx, fleet.Options{
 		Calcserver: o.Calcserver,
 		Dir:        dir,
 		Instances:  n,
-		ServerINI:  ini.String(),
+		ServerINI:  serverINI(o) + "MemoryCacheSize = 100000\n",
 		Redis:      true,
 		Log:        o.Log,
 	})

@@ -25,11 +25,14 @@ const (
 // extra, with env added to its environment, and waits until its startup line names the
 // port.
 func startServer(ctx context.Context, o Options, dir, extra string, env []string) (*calcproc.Proc, error) {
-	var ini strings.Builder
-	fmt.Fprintf(&ini, "Cores = %d\nQueueSize = %d\nWorkTime = %v\nWorkMode = %s\n", o.Cores, o.QueueSize, o.WorkTime, o.WorkMode)
-	fmt.Fprintf(&ini, "ShutdownTimeout = %v\n", shutdownTimeout)
-	ini.WriteString(extra)
-	return calcproc.StartEnv(ctx, o.Calcserver, dir, ini.String(), env)
+	return calcproc.StartEnv(ctx, o.Calcserver, dir, serverINI(o)+extra, env)
+}
+
+// serverINI is the server.ini lines every bench server gets: o's simulated core and
+// the stop timeout.
+func serverINI(o Options) string {
+	return fmt.Sprintf("Cores = %d\nQueueSize = %d\nWorkTime = %v\nWorkMode = %s\nShutdownTimeout = %v\n",
+		o.Cores, o.QueueSize, o.WorkTime, o.WorkMode, shutdownTimeout)
 }
 
 // Module is the module path of this repository, whose cmd/calcserver BuildCalcserver
